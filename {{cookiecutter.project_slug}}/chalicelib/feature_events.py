@@ -1,0 +1,114 @@
+"""Turns SQS records into feature events, or into a permanent failure that says why not.
+
+A message body is either the model's input JSON itself, or an envelope that carries an event
+id and event time around it:
+
+    {"event_id": "e-1", "event_time": "2026-11-25T10:00:00Z", "features": {...model input...}}
+
+A body is read as an envelope when it is an object whose keys are only those three and
+`features` is among them, so a model input that happens to have a `features` field next to
+other fields is still taken as a bare input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .failures import RecordFailure
+
+_ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
+
+
+@dataclass(frozen=True)
+class FeatureEvent:
+    """One record the model will be asked about."""
+
+    message_id: str
+    # The body as received, kept so a record the model rejects reaches the dead-letter queue
+    # exactly as it was sent.
+    body: str
+    features: dict[str, Any]
+    event_id: str
+    # ISO-8601 as sent, or None when the producer sent a bare input.
+    event_time: str | None
+    sent_timestamp_ms: int | None
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record that can never become a prediction, kept with its body untouched."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    failure: RecordFailure
+
+
+def _int_attribute(record: dict[str, Any], name: str) -> int | None:
+    value = record.get("attributes", {}).get(name)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _reject(record: dict[str, Any], code: str, reason: str) -> RejectedRecord:
+    return RejectedRecord(
+        message_id=record["messageId"],
+        body=record.get("body", ""),
+        receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
+        failure=RecordFailure.permanent_failure(code, reason),
+    )
+
+
+def _is_iso8601(value: str) -> bool:
+    try:
+        # fromisoformat reads "Z" from Python 3.11 on.
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_record(record: dict[str, Any], max_record_bytes: int) -> FeatureEvent | RejectedRecord:
+    """Read one Lambda SQS record into a FeatureEvent, or reject it with the reason."""
+    body = record.get("body", "")
+    size = len(body.encode("utf-8"))
+    if size > max_record_bytes:
+        return _reject(record, "RecordTooLarge", f"body is {size} bytes; the limit is {max_record_bytes}")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        return _reject(record, "InvalidJson", f"body is not JSON: {error}")
+    if not isinstance(document, dict):
+        return _reject(record, "InvalidInput", f"body must be a JSON object, not {type(document).__name__}")
+
+    event_id = record["messageId"]
+    event_time = None
+    features = document
+    if "features" in document and set(document) <= _ENVELOPE_KEYS:
+        features = document["features"]
+        if not isinstance(features, dict):
+            return _reject(record, "InvalidEnvelope", "envelope field 'features' must be a JSON object")
+        if "event_id" in document:
+            if not isinstance(document["event_id"], str) or not document["event_id"]:
+                return _reject(record, "InvalidEnvelope", "envelope field 'event_id' must be a non-empty string")
+            event_id = document["event_id"]
+        if "event_time" in document:
+            event_time = document["event_time"]
+            if not isinstance(event_time, str) or not _is_iso8601(event_time):
+                return _reject(record, "InvalidEnvelope", "envelope field 'event_time' must be an ISO-8601 timestamp")
+
+    return FeatureEvent(
+        message_id=record["messageId"],
+        body=body,
+        features=features,
+        event_id=event_id,
+        event_time=event_time,
+        sent_timestamp_ms=_int_attribute(record, "SentTimestamp"),
+        receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
+    )

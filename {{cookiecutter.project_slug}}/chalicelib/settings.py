@@ -1,0 +1,96 @@
+"""The handler's configuration, read from the Lambda environment once per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# InvokeEndpoint refuses request bodies above 6,291,456 bytes (4 MB on serverless endpoints).
+REALTIME_ENDPOINT_PAYLOAD_LIMIT = 6_291_456
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is not set (see .chalice/config.json)")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}={value} must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """How the SQS event source feeds the function; read while app.py is imported."""
+
+    features_queue_name: str
+    batch_size: int
+    batching_window_seconds: int
+    maximum_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TriggerSettings:
+        # Looked up at call time: the Chalice test client swaps os.environ for a patched copy.
+        env = os.environ if env is None else env
+        window = env.get("TRIGGER_BATCHING_WINDOW_SECONDS", "0").strip() or "0"
+        if not window.isdigit():
+            raise SettingsError(f"TRIGGER_BATCHING_WINDOW_SECONDS={window!r} is not a whole number")
+        return cls(
+            features_queue_name=_required(env, "FEATURES_QUEUE_NAME"),
+            batch_size=_positive_int(env, "TRIGGER_BATCH_SIZE", 10),
+            batching_window_seconds=int(window),
+            maximum_concurrency=_positive_int(env, "TRIGGER_MAXIMUM_CONCURRENCY", 2),
+        )
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """Where predictions go and how the endpoint is called."""
+
+    predictions_queue_name: str
+    dead_letter_queue_name: str
+    endpoint_name: str
+    model_version: str
+    endpoint_content_type: str
+    records_per_endpoint_call: int
+    endpoint_concurrency: int
+    endpoint_payload_limit: int
+    endpoint_timeout_seconds: int
+    # Time kept back at the end of an invocation to publish what was predicted and return.
+    deadline_reserve_ms: int
+    max_record_bytes: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
+        # Looked up at call time: the Chalice test client swaps os.environ for a patched copy.
+        env = os.environ if env is None else env
+        return cls(
+            predictions_queue_name=_required(env, "PREDICTIONS_QUEUE_NAME"),
+            dead_letter_queue_name=_required(env, "DEAD_LETTER_QUEUE_NAME"),
+            endpoint_name=_required(env, "ENDPOINT_NAME"),
+            model_version=env.get("MODEL_VERSION", "").strip() or "unversioned",
+            endpoint_content_type=env.get("ENDPOINT_CONTENT_TYPE", "").strip() or "application/json",
+            records_per_endpoint_call=_positive_int(env, "RECORDS_PER_ENDPOINT_CALL", 100),
+            endpoint_concurrency=_positive_int(env, "ENDPOINT_CONCURRENCY", 4),
+            endpoint_payload_limit=_positive_int(env, "ENDPOINT_PAYLOAD_LIMIT_BYTES", REALTIME_ENDPOINT_PAYLOAD_LIMIT),
+            endpoint_timeout_seconds=_positive_int(env, "ENDPOINT_TIMEOUT_SECONDS", 10),
+            deadline_reserve_ms=_positive_int(env, "DEADLINE_RESERVE_MS", 1000),
+            # A record this large cannot be a sensible model input; it also keeps one record
+            # from filling a whole InvokeEndpoint request.
+            max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 256 * 1024),
+        )

@@ -1,0 +1,83 @@
+"""Fixtures shared by the test modules: fake AWS, a trained model, the local endpoint, the app."""
+
+import importlib
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from {{ cookiecutter.package_name }}.endpoint_server import LocalEndpoint
+from {{ cookiecutter.package_name }}.stage import PROJECT_DIR, load_stage, stage_environment
+from {{ cookiecutter.package_name }}.train import train_model
+
+# Enough sessions for every catalog item to have neighbours, small enough to train in a blink.
+TEST_TRAINING_SESSIONS = 2000
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Fake credentials and a region, so nothing can reach a real AWS account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "{{ cookiecutter.aws_region }}")
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """The model directory as SageMaker would unpack it: code/ plus a freshly trained artifact."""
+    directory = tmp_path_factory.mktemp("model")
+    shutil.copytree(PROJECT_DIR / "model" / "code", directory / "code")
+    train_model(directory, sessions=TEST_TRAINING_SESSIONS)
+    return directory
+
+
+@pytest.fixture
+def endpoint(model_dir, monkeypatch) -> Iterator[LocalEndpoint]:
+    """The model's own inference.py behind the InvokeEndpoint protocol, on 127.0.0.1."""
+    with LocalEndpoint(model_dir=model_dir) as local_endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", local_endpoint.url)
+        yield local_endpoint
+
+
+@pytest.fixture
+def stage():
+    return load_stage("dev")
+
+
+@pytest.fixture
+def queues(aws_credentials, stage) -> Iterator[dict[str, str]]:
+    """The dev stage's queues in moto: {"features"|"predictions"|"dead_letters": url}."""
+    env = stage.environment_variables
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        yield {
+            role: sqs.create_queue(QueueName=env[variable])["QueueUrl"]
+            for role, variable in (
+                ("features", "FEATURES_QUEUE_NAME"),
+                ("predictions", "PREDICTIONS_QUEUE_NAME"),
+                ("dead_letters", "DEAD_LETTER_QUEUE_NAME"),
+            )
+        }
+
+
+@pytest.fixture
+def chalice_app(stage):
+    """app.py imported with the dev stage's environment, its cached clients dropped around each test."""
+    with stage_environment(stage):
+        module = importlib.import_module("app")
+    module.batch_processor.cache_clear()
+    yield module
+    module.batch_processor.cache_clear()

@@ -1,0 +1,172 @@
+"""The SQS handler end to end through the Chalice test client, moto's SQS and the local endpoint.
+
+Each test checks where every record of a batch ended: its prediction on the predictions queue,
+a dead-letter record with its reason, or the returned batchItemFailures. Never two, never none.
+"""
+
+import json
+import time
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from {{ cookiecutter.package_name }}.endpoint_server import Fault
+from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
+
+from .sink_faults import refuse_send_entries
+
+HANDLER = "handle_feature_events"
+ENVELOPE_KEYS = {
+    "schema_version", "prediction", "message_id", "event_id", "endpoint_name", "endpoint_variant",
+    "model_version", "event_time", "prediction_time", "latency_ms", "endpoint_latency_ms",
+}
+
+
+def good_input(user: int) -> dict:
+    return {"user_id": f"u-{user:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3}
+
+
+def sqs_event(client: Client, bodies: list[str]) -> dict:
+    """A Lambda SQS event as the Chalice test client builds it, with a distinct id per record."""
+    event = client.events.generate_sqs_event(message_bodies=bodies, queue_name="features")
+    for number, record in enumerate(event["Records"]):
+        record["messageId"] = f"msg-{number}"
+        record["attributes"]["SentTimestamp"] = str(int(time.time() * 1000))
+    return event
+
+
+def drain(queue_url: str) -> list[dict]:
+    sqs = boto3.client("sqs")
+    messages = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        messages.extend(batch)
+    return messages
+
+
+def invoke(chalice_app, bodies: list[str]) -> tuple[dict, dict]:
+    with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
+        event = sqs_event(client, bodies)
+        return client.lambda_.invoke(HANDLER, event).payload, event
+
+
+def failed_ids(response: dict) -> set[str]:
+    return {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+
+
+@pytest.fixture
+def pipeline(queues, endpoint, chalice_app):
+    return queues
+
+
+def test_every_record_of_a_good_batch_is_published_as_an_envelope(pipeline, chalice_app, stage):
+    """The happy path: ten records, ten envelopes with the documented fields, nothing to retry."""
+    bodies = [json.dumps(good_input(n)) for n in range(10)]
+    response, event = invoke(chalice_app, bodies)
+    assert response == {"batchItemFailures": []}
+    envelopes = [json.loads(message["Body"]) for message in drain(pipeline["predictions"])]
+    assert sorted(e["message_id"] for e in envelopes) == sorted(r["messageId"] for r in event["Records"])
+    for envelope in envelopes:
+        assert set(envelope) == ENVELOPE_KEYS
+        assert envelope["endpoint_name"] == stage.environment_variables["ENDPOINT_NAME"]
+        assert envelope["endpoint_variant"] == "AllTraffic"
+        assert envelope["model_version"] == stage.environment_variables["MODEL_VERSION"]
+        assert len(envelope["prediction"]["items"]) == 3
+        assert envelope["latency_ms"] >= 0
+    assert drain(pipeline["dead_letters"]) == []
+
+
+def test_the_envelope_form_carries_the_producers_event_id_and_time(pipeline, chalice_app):
+    """Consumers correlate predictions with the producer's own ids and clock."""
+    body = json.dumps({"event_id": "click-42", "event_time": "2026-11-25T10:00:00.000Z", "features": good_input(1)})
+    response, _ = invoke(chalice_app, [body])
+    assert response == {"batchItemFailures": []}
+    (envelope,) = [json.loads(m["Body"]) for m in drain(pipeline["predictions"])]
+    assert (envelope["event_id"], envelope["event_time"]) == ("click-42", "2026-11-25T10:00:00.000Z")
+    assert envelope["prediction"]["user_id"] == "u-0001"
+
+
+def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicted(pipeline, chalice_app):
+    """One bad body must not fail its nine neighbours, and must keep its exact bytes and a reason."""
+    bodies = [json.dumps(good_input(n)) for n in range(9)]
+    bodies.insert(4, '{"user_id": "u-0004", "recent_items": [')
+    response, event = invoke(chalice_app, bodies)
+    assert response == {"batchItemFailures": []}
+    assert len(drain(pipeline["predictions"])) == 9
+    (dead,) = drain(pipeline["dead_letters"])
+    assert dead["Body"] == bodies[4]
+    attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
+    assert attributes["error_code"] == "InvalidJson"
+    assert attributes["source_message_id"] == event["Records"][4]["messageId"]
+    assert attributes["attempt_count"] == "1"
+    assert "not JSON" in attributes["error_reason"]
+
+
+def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pipeline, chalice_app, endpoint):
+    """A ModelError for one record in a batch call is isolated to that record and not retried."""
+    bodies = [json.dumps(good_input(n)) for n in range(5)]
+    bodies[2] = json.dumps({"user_id": "u-0002", "k": 3})
+    response, _ = invoke(chalice_app, bodies)
+    assert response == {"batchItemFailures": []}
+    predicted = {json.loads(m["Body"])["prediction"]["user_id"] for m in drain(pipeline["predictions"])}
+    assert predicted == {"u-0000", "u-0001", "u-0003", "u-0004"}
+    (dead,) = drain(pipeline["dead_letters"])
+    assert dead["Body"] == bodies[2]
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "ModelError"
+    assert "recent_items" in dead["MessageAttributes"]["error_reason"]["StringValue"]
+
+
+def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_recovers(
+    pipeline, chalice_app, endpoint
+):
+    """Throttling that outlasts botocore's retries sends records back to SQS; none is dead-lettered or lost."""
+    endpoint.inject(Fault(error="ThrottlingException", times=3))  # botocore makes 3 attempts
+    bodies = [json.dumps(good_input(n)) for n in range(6)]
+    response, event = invoke(chalice_app, bodies)
+    assert failed_ids(response) == {record["messageId"] for record in event["Records"]}
+    assert drain(pipeline["predictions"]) == []
+    assert drain(pipeline["dead_letters"]) == []
+
+    redelivered, _ = invoke(chalice_app, bodies)
+    assert redelivered == {"batchItemFailures": []}
+    assert len(drain(pipeline["predictions"])) == 6
+
+
+def test_predictions_the_queue_refuses_are_reported_as_failures(pipeline, chalice_app):
+    """Nothing counts as done before SQS accepted it: refused entries come back as batch item failures."""
+    bodies = [json.dumps(good_input(n)) for n in range(8)]
+    # Hooks on the default session reach the SQS client the handler creates on its first call.
+    boto3.setup_default_session()
+    refused = '"user_id":"u-0005"'
+    with refuse_send_entries(boto3.DEFAULT_SESSION.events, lambda entry: refused in entry["MessageBody"]):
+        response, event = invoke(chalice_app, bodies)
+    assert failed_ids(response) == {event["Records"][5]["messageId"]}
+    assert len(drain(pipeline["predictions"])) == 7
+
+
+def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_app, endpoint, monkeypatch):
+    """Running out of time reports unfinished records instead of letting Lambda kill the batch."""
+    monkeypatch.setenv("DEADLINE_RESERVE_MS", "5000")  # more than the test client's 3 s budget
+    bodies = [json.dumps(good_input(n)) for n in range(4)]
+    response, event = invoke(chalice_app, bodies)
+    assert failed_ids(response) == {record["messageId"] for record in event["Records"]}
+    assert endpoint.invocations == 0
+    assert drain(pipeline["predictions"]) == []
+
+
+@pytest.mark.parametrize(
+    ("sample", "predicted", "dead_lettered"),
+    [("feature-events.json", 3, 0), ("malformed-record.json", 1, 2)],
+)
+def test_the_sample_events_shipped_in_events_behave_as_documented(
+    pipeline, chalice_app, sample, predicted, dead_lettered
+):
+    """The files in events/ are what the README tells people to try; they must keep working."""
+    event = json.loads((PROJECT_DIR / "events" / sample).read_text())
+    with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
+        response = client.lambda_.invoke(HANDLER, event).payload
+    assert response == {"batchItemFailures": []}
+    assert len(drain(pipeline["predictions"])) == predicted
+    assert len(drain(pipeline["dead_letters"])) == dead_lettered
