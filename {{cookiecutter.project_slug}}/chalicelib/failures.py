@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-# Error codes the endpoint answers for a request that will fail the same way every time.
-_PERMANENT_ENDPOINT_CODES = frozenset({"ValidationError", "ModelError"})
+# Error codes for a request that will fail the same way every time (ModelError is handled apart).
+_PERMANENT_ENDPOINT_CODES = frozenset({"ValidationError"})
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ def classify_endpoint_error(error: Exception) -> RecordFailure:
         code = details.get("Code", "Unknown")
         message = details.get("Message", str(error))
         if code == "ModelError":
-            # The container's own status tells a bad record (4xx) from a container in
-            # trouble (5xx), which deserves another delivery.
+            # The container answered with an error of its own. Framework containers report a
+            # record they refuse as 500 as often as 400, so the status cannot tell a bad record
+            # from a sick container: the record goes to the dead-letter queue with the model's
+            # message, and a dead-letter redrive sends it back once the model is fixed.
             original = error.response.get("OriginalStatusCode")
             original_message = error.response.get("OriginalMessage") or message
-            if isinstance(original, int) and original >= 500:
-                return RecordFailure.transient_failure(code, f"model answered {original}: {original_message}")
-            return RecordFailure.permanent_failure(code, original_message)
+            return RecordFailure.permanent_failure(code, f"model answered {original}: {original_message}")
         if code in _PERMANENT_ENDPOINT_CODES:
             return RecordFailure.permanent_failure(code, message)
         return RecordFailure.transient_failure(code, message)

@@ -1,5 +1,6 @@
 """Injects sink failures into a real boto3 client through botocore's event system."""
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,16 +16,18 @@ def refuse_send_entries(events: Any, refuse: Callable[[dict], bool]) -> Iterator
     The refused entries are taken out of the real request, so they are never sent, and put back
     into the answer's `Failed` list with a server-side error, as SQS does for a partial failure.
     """
-    refused: list[dict] = []
+    # Publishers send batches from several threads at once; each call runs on one thread from
+    # parameter building to its answer, so the refused entries are kept per thread.
+    call = threading.local()
 
     def drop_entries(params: dict, **_: Any) -> None:
-        refused[:] = [entry for entry in params["Entries"] if refuse(entry)]
+        call.refused = [entry for entry in params["Entries"] if refuse(entry)]
         params["Entries"] = [entry for entry in params["Entries"] if not refuse(entry)]
 
     def report_refused(parsed: dict, **_: Any) -> None:
         parsed.setdefault("Failed", []).extend(
             {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
-            for entry in refused
+            for entry in call.refused
         )
 
     events.register("provide-client-params.sqs.SendMessageBatch", drop_entries)

@@ -8,6 +8,7 @@ import json
 import time
 
 import boto3
+import jsonschema
 import pytest
 from chalice.test import Client
 
@@ -17,10 +18,7 @@ from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 from .sink_faults import refuse_send_entries
 
 HANDLER = "handle_feature_events"
-ENVELOPE_KEYS = {
-    "schema_version", "prediction", "message_id", "event_id", "endpoint_name", "endpoint_variant",
-    "model_version", "event_time", "prediction_time", "latency_ms", "endpoint_latency_ms",
-}
+ENVELOPE_SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())
 
 
 def good_input(user: int) -> dict:
@@ -69,7 +67,7 @@ def test_every_record_of_a_good_batch_is_published_as_an_envelope(pipeline, chal
     envelopes = [json.loads(message["Body"]) for message in drain(pipeline["predictions"])]
     assert sorted(e["message_id"] for e in envelopes) == sorted(r["messageId"] for r in event["Records"])
     for envelope in envelopes:
-        assert set(envelope) == ENVELOPE_KEYS
+        assert set(envelope) == set(ENVELOPE_SCHEMA["required"])
         assert envelope["endpoint_name"] == stage.environment_variables["ENDPOINT_NAME"]
         assert envelope["endpoint_variant"] == "AllTraffic"
         assert envelope["model_version"] == stage.environment_variables["MODEL_VERSION"]
@@ -170,3 +168,14 @@ def test_the_sample_events_shipped_in_events_behave_as_documented(
     assert response == {"batchItemFailures": []}
     assert len(drain(pipeline["predictions"])) == predicted
     assert len(drain(pipeline["dead_letters"])) == dead_lettered
+
+
+def test_every_envelope_the_handler_publishes_matches_the_published_schema(pipeline, chalice_app):
+    """schemas/ is the contract consumers code against; the handler must never drift from it."""
+    bodies = [json.dumps(good_input(1)), json.dumps({"event_id": "e-1", "features": good_input(2)})]
+    response, _ = invoke(chalice_app, bodies)
+    assert response == {"batchItemFailures": []}
+    envelopes = [json.loads(m["Body"]) for m in drain(pipeline["predictions"])]
+    assert len(envelopes) == 2
+    for envelope in envelopes:
+        jsonschema.validate(envelope, ENVELOPE_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
