@@ -1,0 +1,184 @@
+"""SageMaker inference entry points for the example item-to-item recommender.
+
+SageMaker's framework containers (the scikit-learn one here) import this file from
+`/opt/ml/model/code/` and call, per request, input_fn -> predict_fn -> output_fn, after calling
+model_fn once at start-up. The local endpoint server loads it the same way, so what passes
+locally is what runs in AWS.
+
+To serve your own model, replace `load_model` and `predict` below; the request and response
+handling around them is the contract the streaming handler relies on and can stay as it is.
+
+Standard library only: the container installs `requirements.txt`, but every dependency is one
+more thing to pin, download at start-up and keep patched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+JSON = "application/json"
+JSON_LINES = "application/jsonlines"
+MODEL_FILE = "cooccurrence.json"
+MODEL_FORMAT = "item-cooccurrence/1"
+DEFAULT_K = 5
+MAX_K = 50
+
+
+@dataclass(frozen=True)
+class Recommender:
+    """The loaded model: each item's scored neighbours, and best-sellers for cold starts."""
+
+    neighbours: dict[str, list[tuple[str, float]]]
+    popular: list[str]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated records, and whether the request was a single object, a batch or JSON lines."""
+
+    records: list[dict]
+    shape: str  # "single", "instances" or "lines"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One output per record, in request order, remembering the request's shape."""
+
+    outputs: list[dict]
+    shape: str
+
+
+# ---------------------------------------------------------------------------------------------
+# The model: replace these two functions with your own.
+# ---------------------------------------------------------------------------------------------
+
+
+def load_model(model_dir: Path) -> Recommender:
+    """Load the artifact `make train` wrote into the model directory."""
+    document = json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8"))
+    if document.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{MODEL_FILE}: expected format {MODEL_FORMAT!r}")
+    neighbours = {
+        item: [(other, float(score)) for other, score in ranked] for item, ranked in document["neighbours"].items()
+    }
+    return Recommender(neighbours, [item for item, _share in document["popular"]])
+
+
+def predict(record: dict, model: Recommender) -> dict:
+    """Recommend `k` items the user has not seen, from the neighbours of their recent items.
+
+    An item's score is the sum of its similarity to each recent item, so an item close to
+    several of them ranks first. When the recent items are unknown or have too few neighbours,
+    best-sellers fill the list with score 0.0: they are a fallback, not a similarity.
+    """
+    seen = set(record["recent_items"])
+    scores: dict[str, float] = {}
+    for item in record["recent_items"]:
+        for other, similarity in model.neighbours.get(item, ()):
+            if other not in seen:
+                scores[other] = scores.get(other, 0.0) + similarity
+    ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[: record["k"]]
+    chosen = {item for item, _score in ranked}
+    for item in model.popular:
+        if len(ranked) == record["k"]:
+            break
+        if item not in seen and item not in chosen:
+            ranked.append((item, 0.0))
+    return {
+        "user_id": record["user_id"],
+        "items": [{"item_id": item, "score": round(score, 4)} for item, score in ranked],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The SageMaker contract: request parsing, validation and response encoding.
+# ---------------------------------------------------------------------------------------------
+
+
+def model_fn(model_dir: str) -> Recommender:
+    """Called once when the container starts."""
+    return load_model(Path(model_dir))
+
+
+def input_fn(request_body: str | bytes, request_content_type: str) -> Batch:
+    """Parse and validate the request; any bad record fails the whole request with ValueError."""
+    if isinstance(request_body, bytes):
+        try:
+            request_body = request_body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"request body is not UTF-8: {error}") from None
+    content_type = _media_type(request_content_type)
+    if content_type == JSON:
+        document = _parse_json(request_body, "request body")
+        if isinstance(document, dict) and "instances" in document:
+            instances = document["instances"]
+            if not isinstance(instances, list):
+                raise ValueError("field 'instances' must be a list of records")
+            return Batch([_validated(r, index) for index, r in enumerate(instances)], "instances")
+        return Batch([_validated(document, 0)], "single")
+    if content_type == JSON_LINES:
+        lines = [line for line in request_body.splitlines() if line.strip()]
+        records = [_parse_json(line, f"record {index}") for index, line in enumerate(lines)]
+        return Batch([_validated(r, index) for index, r in enumerate(records)], "lines")
+    raise ValueError(f"content type {request_content_type!r} is not supported; use {JSON} or {JSON_LINES}")
+
+
+def predict_fn(input_data: Batch, model: Recommender) -> Predictions:
+    """Run `predict` on every record, keeping the request order."""
+    return Predictions([predict(record, model) for record in input_data.records], input_data.shape)
+
+
+def output_fn(prediction: Predictions, accept: str | None) -> tuple[str, str]:
+    """Encode the outputs in the request's shape; return (body, content type).
+
+    With no Accept header (or */*) the answer uses the request's own format, which is what
+    the streaming handler expects.
+    """
+    media_type = _media_type(accept or "*/*")
+    if media_type == "*/*":
+        media_type = JSON_LINES if prediction.shape == "lines" else JSON
+    if media_type == JSON_LINES:
+        return "".join(json.dumps(output) + "\n" for output in prediction.outputs), JSON_LINES
+    if media_type == JSON:
+        if prediction.shape == "single":
+            return json.dumps(prediction.outputs[0]), JSON
+        return json.dumps(dict(predictions=prediction.outputs)), JSON
+    raise ValueError(f"accept type {accept!r} is not supported; use {JSON} or {JSON_LINES}")
+
+
+def _media_type(content_type: str) -> str:
+    """Drop parameters such as `; charset=utf-8`, which clients add freely."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _parse_json(text: str, where: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where} is not valid JSON: {error}") from None
+
+
+def _validated(record: object, index: int) -> dict:
+    """Check one model input record and fill in the default k.
+
+    Messages name the record's position and the field so that a caller holding a batch can
+    tell which of its records was at fault.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"record {index}: must be a JSON object")
+    for field in ("user_id", "recent_items"):
+        if field not in record:
+            raise ValueError(f"record {index}: field {field!r} is required")
+    user_id = record.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError(f"record {index}: field 'user_id' must be a non-empty string")
+    recent_items = record.get("recent_items")
+    if not isinstance(recent_items, list) or not all(isinstance(i, str) for i in recent_items):
+        raise ValueError(f"record {index}: field 'recent_items' must be a list of item ids")
+    k = record.get("k", DEFAULT_K)
+    # bool is an int in Python; `"k": true` is a client bug, not k=1.
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ValueError(f"record {index}: field 'k' must be an integer from 1 to {MAX_K}")
+    return {"user_id": user_id, "recent_items": recent_items, "k": k}
