@@ -1,0 +1,310 @@
+"""The local SQS trigger behaves like Lambda's event source mapping, which the fault tests rely on."""
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+
+from {{ cookiecutter.package_name }}.emulator import PipelineQueues, create_pipeline_queues, local_aws_environment
+from {{ cookiecutter.package_name }}.lambda_trigger import (
+    FunctionConfiguration,
+    InvalidBatchResponse,
+    SqsTrigger,
+    batch_item_failures,
+)
+
+# Short enough that redelivery tests wait about a second, long enough that a batch is never
+# redelivered while the handler is still working on it.
+VISIBILITY_TIMEOUT_SECONDS = 1
+MAX_RECEIVE_COUNT = 2
+WAIT_SECONDS = 30
+FUNCTION = FunctionConfiguration(function_name="test-dev-handle_feature_events", timeout_seconds=10, memory_size_mb=512)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """One moto server for the module; each test gets its own queues."""
+    with local_aws_environment() as url:
+        yield url
+
+
+@pytest.fixture
+def sqs(emulator):
+    return boto3.client("sqs")
+
+
+@pytest.fixture
+def queues(sqs) -> PipelineQueues:
+    """Fresh queues with a 1 s visibility timeout and redrive after two receives."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "FEATURES_QUEUE_NAME": f"features-{suffix}",
+        "PREDICTIONS_QUEUE_NAME": f"predictions-{suffix}",
+        "DEAD_LETTER_QUEUE_NAME": f"dead-letters-{suffix}",
+    }
+    return create_pipeline_queues(
+        sqs, names, max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS
+    )
+
+
+class RecordingHandler:
+    """A handler that records every delivery and answers with whatever `respond` decides."""
+
+    def __init__(self, respond: Callable[[dict, list[dict]], object] = lambda event, records: None) -> None:
+        self.respond = respond
+        self.events: list[dict] = []
+        self.contexts: list[object] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict, context: object) -> object:
+        with self._lock:
+            self.events.append(event)
+            self.contexts.append(context)
+        return self.respond(event, event["Records"])
+
+    def deliveries(self, body: str) -> list[str]:
+        """ApproximateReceiveCount of each delivery of `body`, in order."""
+        with self._lock:
+            return [
+                record["attributes"]["ApproximateReceiveCount"]
+                for event in self.events
+                for record in event["Records"]
+                if record["body"] == body
+            ]
+
+
+def send(sqs, queue_url: str, bodies: list[str]) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+        assert not sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed")
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll until the condition holds; the generous limit only stops a broken test hanging."""
+    give_up = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up, "condition not reached"
+        time.sleep(0.05)
+
+
+def trigger(handler, queues: PipelineQueues, **options) -> SqsTrigger:
+    options.setdefault("maximum_concurrency", 1)
+    options.setdefault("function", FUNCTION)
+    return SqsTrigger(handler, queue_url=queues.features_url, **options)
+
+
+def first_delivery(record: dict) -> bool:
+    return record["attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_a_partial_failure_deletes_only_the_successes_and_the_failures_come_back(sqs, queues):
+    """Records named in batchItemFailures stay in the queue and return after the visibility timeout."""
+    bodies = ["ok-1", "fail-1", "ok-2", "fail-2", "ok-3"]
+
+    def fail_named_records_once(event, records):
+        failures = [r for r in records if r["body"].startswith("fail") and first_delivery(r)]
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failures]}
+
+    handler = RecordingHandler(fail_named_records_once)
+    send(sqs, queues.features_url, bodies)
+    with trigger(handler, queues) as running:
+        wait_until(lambda: running.stats.records_deleted == len(bodies))
+
+    for body in bodies:
+        assert handler.deliveries(body) == (["1", "2"] if body.startswith("fail") else ["1"])
+    assert running.stats.records_reported_failed == 2
+    assert running.stats.failed_batches == 0
+
+
+def test_an_exception_redelivers_the_whole_batch(sqs, queues, caplog):
+    """A raised exception deletes nothing, and is logged rather than swallowed."""
+    bodies = ["a", "b", "c"]
+
+    def raise_on_first_delivery(event, records):
+        if first_delivery(records[0]):
+            raise RuntimeError("endpoint unreachable")
+
+    handler = RecordingHandler(raise_on_first_delivery)
+    send(sqs, queues.features_url, bodies)
+    with trigger(handler, queues) as running:
+        wait_until(lambda: running.stats.records_deleted == len(bodies))
+
+    assert [handler.deliveries(body) for body in bodies] == [["1", "2"]] * 3
+    assert running.stats.failed_batches == 1
+    assert "endpoint unreachable" in caplog.text
+
+
+def test_an_unknown_item_identifier_fails_the_whole_batch(sqs, queues):
+    """Lambda cannot tell which record an unknown id means, so it keeps the whole batch."""
+    bodies = ["a", "b"]
+
+    def name_a_stranger_once(event, records):
+        if first_delivery(records[0]):
+            return {"batchItemFailures": [{"itemIdentifier": "not-a-message-of-this-batch"}]}
+        return {"batchItemFailures": []}
+
+    handler = RecordingHandler(name_a_stranger_once)
+    send(sqs, queues.features_url, bodies)
+    with trigger(handler, queues) as running:
+        wait_until(lambda: running.stats.records_deleted == len(bodies))
+
+    assert [handler.deliveries(body) for body in bodies] == [["1", "2"]] * 2
+    assert running.stats.failed_batches == 1
+
+
+@pytest.mark.parametrize(
+    "response",
+    [None, {}, {"batchItemFailures": None}, {"batchItemFailures": []}, {"statusCode": 200}],
+    ids=["none", "empty-object", "null-list", "empty-list", "no-failure-key"],
+)
+def test_an_empty_response_means_every_record_succeeded(response):
+    """Lambda's documented full-success responses delete the whole batch."""
+    assert batch_item_failures(response, ["m1", "m2"]) == set()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"batchItemFailures": [{"itemIdentifier": ""}]},
+        {"batchItemFailures": [{"itemIdentifier": None}]},
+        {"batchItemFailures": [{"messageId": "m1"}]},
+        {"batchItemFailures": [{"itemIdentifier": "m3"}]},
+        {"batchItemFailures": {"itemIdentifier": "m1"}},
+        {"batchItemFailures": ["m1"]},
+        {"batchItemFailures": {"m1"}},
+        "ok",
+    ],
+    ids=["empty-id", "null-id", "wrong-key", "unknown-id", "not-a-list", "bare-id", "a-set", "a-string"],
+)
+def test_a_malformed_response_fails_the_whole_batch(response):
+    """Anything Lambda cannot read as a partial batch response keeps every record."""
+    with pytest.raises(InvalidBatchResponse):
+        batch_item_failures(response, ["m1", "m2"])
+
+
+def test_named_failures_are_the_records_to_keep():
+    """Only the named ids are kept; duplicates in the list are harmless."""
+    response = {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m2"}]}
+    assert batch_item_failures(response, ["m1", "m2", "m3"]) == {"m2"}
+
+
+def test_redrive_moves_a_record_that_keeps_failing_to_the_dead_letter_queue(sqs, queues):
+    """After maxReceiveCount failed deliveries the queue itself moves the record, id unchanged."""
+    sent_id = sqs.send_message(QueueUrl=queues.features_url, MessageBody="poison")["MessageId"]
+
+    def always_raise(event, records):
+        raise ValueError("cannot process poison")
+
+    handler = RecordingHandler(always_raise)
+    dead_letters: list[dict] = []
+
+    def dead_lettered() -> bool:
+        dead_letters.extend(sqs.receive_message(QueueUrl=queues.dead_letter_url).get("Messages", []))
+        return bool(dead_letters)
+
+    with trigger(handler, queues):
+        wait_until(dead_lettered)
+
+    assert handler.deliveries("poison") == [str(count) for count in range(1, MAX_RECEIVE_COUNT + 1)]
+    assert [(m["MessageId"], m["Body"]) for m in dead_letters] == [(sent_id, "poison")]
+
+
+def test_no_invocation_carries_more_records_than_the_batch_size(sqs, queues):
+    """The batch size caps every event, whatever the queue holds."""
+    handler = RecordingHandler()
+    send(sqs, queues.features_url, [f"m-{n}" for n in range(25)])
+    with trigger(handler, queues, batch_size=4) as running:
+        wait_until(lambda: running.stats.records_deleted == 25)
+
+    assert max(len(event["Records"]) for event in handler.events) <= 4
+
+
+def test_without_a_batching_window_an_invocation_gets_what_one_receive_returned(sqs, queues):
+    """Window 0: no waiting to fill a batch, so a batch never exceeds one ReceiveMessage (10)."""
+    handler = RecordingHandler()
+    send(sqs, queues.features_url, [f"m-{n}" for n in range(25)])
+    with trigger(handler, queues, batch_size=25) as running:
+        wait_until(lambda: running.stats.records_deleted == 25)
+
+    assert max(len(event["Records"]) for event in handler.events) <= 10
+
+
+def test_a_batching_window_gathers_several_receives_into_one_invocation(sqs, queues):
+    """With a window, the trigger keeps receiving until the batch is full or the window closes."""
+    # Records received early in the window must stay invisible until the invocation ends.
+    sqs.set_queue_attributes(QueueUrl=queues.features_url, Attributes={"VisibilityTimeout": "30"})
+    handler = RecordingHandler()
+    send(sqs, queues.features_url, [f"m-{n}" for n in range(25)])
+    with trigger(handler, queues, batch_size=100, batching_window_seconds=1) as running:
+        wait_until(lambda: running.stats.records_deleted == 25)
+
+    assert [len(event["Records"]) for event in handler.events] == [25]
+
+
+def test_an_invocation_past_the_function_timeout_deletes_nothing(sqs, queues):
+    """Lambda stops an invocation at its timeout and keeps the batch, whatever the handler returned."""
+    short_function = FunctionConfiguration(function_name="slow", timeout_seconds=1, memory_size_mb=128)
+
+    def overrun_once(event, records):
+        if first_delivery(records[0]):
+            time.sleep(1.1)
+
+    handler = RecordingHandler(overrun_once)
+    send(sqs, queues.features_url, ["slow"])
+    with trigger(handler, queues, function=short_function) as running:
+        wait_until(lambda: running.stats.records_deleted == 1)
+
+    assert handler.deliveries("slow") == ["1", "2"]
+    assert running.stats.timeouts == 1
+
+
+def test_the_event_and_context_have_lambdas_shape(sqs, queues):
+    """The handler must see exactly what Lambda gives it, or local runs prove nothing."""
+    handler = RecordingHandler()
+    body = '{"user_id": "u-0042", "recent_items": ["i-0012"]}'
+    sqs.send_message(
+        QueueUrl=queues.features_url,
+        MessageBody=body,
+        MessageAttributes={"source": {"DataType": "String", "StringValue": "web"}},
+    )
+    with trigger(handler, queues) as running:
+        wait_until(lambda: running.stats.records_deleted == 1)
+
+    [event], [context] = handler.events, handler.contexts
+    [record] = event["Records"]
+    assert set(event) == {"Records"}
+    assert set(record) == {
+        "messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfMessageAttributes",
+        "md5OfBody", "eventSource", "eventSourceARN", "awsRegion",
+    }  # fmt: skip
+    assert record["body"] == body
+    assert record["md5OfBody"] == hashlib.md5(body.encode()).hexdigest()
+    assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
+        record["attributes"]
+    )
+    assert record["messageAttributes"] == {
+        "source": {"stringValue": "web", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+    }
+    assert (record["eventSource"], record["eventSourceARN"]) == ("aws:sqs", queues.features_arn)
+    assert record["awsRegion"] == queues.features_arn.split(":")[3]
+
+    assert context.function_name == FUNCTION.function_name
+    assert context.invoked_function_arn.endswith(f":function:{FUNCTION.function_name}")
+    assert context.memory_limit_in_mb == "512"
+    assert context.log_group_name == f"/aws/lambda/{FUNCTION.function_name}"
+    assert context.aws_request_id
+    assert 0 < context.get_remaining_time_in_millis() <= FUNCTION.timeout_seconds * 1000
+
+
+def test_stop_waits_for_every_poller():
+    """stop() returns only when no poller thread is left running."""
+    with local_aws_environment():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName=f"stop-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        running = SqsTrigger(RecordingHandler(), queue_url=url, function=FUNCTION, maximum_concurrency=3).start()
+        running.stop()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("sqs-poller")]

@@ -1,0 +1,317 @@
+"""A local SQS event source mapping: polls a queue and invokes a handler with Lambda's semantics.
+
+What it reproduces, because the handler's failure handling depends on it: up to
+`maximum_concurrency` concurrent invocations; batches gathered up to `batch_size` records or
+until the batching window closes; Lambda-shaped SQS events and contexts; ReportBatchItemFailures
+(only the records the handler did not name are deleted, and a raised exception, an invocation
+past the function timeout or a malformed response fails the whole batch). Failed records stay in
+the queue, so its visibility timeout and redrive policy decide when they come back and when they
+move to the dead-letter queue, as in AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], "LambdaContext"], Any]
+
+MAX_MESSAGES_PER_RECEIVE = 10
+MAX_ENTRIES_PER_DELETE = 10
+MAX_LONG_POLL_SECONDS = 20
+# Lambda long-polls for 20 s; polling in 1 s slices lets stop() return within a second.
+IDLE_POLL_SECONDS = 1
+# Pause between empty short polls while a batching window has less than a second left.
+WINDOW_TAIL_PAUSE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class FunctionConfiguration:
+    """The Lambda function the trigger invokes: what its context reports and its timeout."""
+
+    function_name: str
+    timeout_seconds: int
+    memory_size_mb: int
+
+
+class LambdaContext:
+    """The context object Lambda's Python runtime passes to a handler."""
+
+    def __init__(self, function: FunctionConfiguration, region: str, account_id: str) -> None:
+        self._deadline = time.monotonic() + function.timeout_seconds
+        self.function_name = function.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{function.function_name}"
+        # The runtime reads this from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, so it is a string there too.
+        self.memory_limit_in_mb = str(function.memory_size_mb)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.function_name}"
+        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before Lambda would stop this invocation."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class InvalidBatchResponse(ValueError):
+    """The handler's response cannot be read as a partial batch response; Lambda fails the batch."""
+
+
+def batch_item_failures(response: Any, message_ids: Sequence[str]) -> set[str]:
+    """Return the message ids a ReportBatchItemFailures response asks Lambda to keep.
+
+    None, `{}`, a missing, null or empty `batchItemFailures` mean full success. Anything Lambda
+    could not serialise or read, and an empty, missing or unknown `itemIdentifier`, raise
+    InvalidBatchResponse: Lambda then keeps every record of the batch.
+    """
+    try:
+        # Lambda only sees the JSON form: a set or a datetime in the response fails there.
+        response = json.loads(json.dumps(response))
+    except (TypeError, ValueError) as error:
+        raise InvalidBatchResponse(f"response is not JSON serialisable: {error}") from None
+    if response is None:
+        return set()
+    if not isinstance(response, dict):
+        raise InvalidBatchResponse(f"response must be an object, got {type(response).__name__}")
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        raise InvalidBatchResponse("batchItemFailures must be a list")
+    known = set(message_ids)
+    failed: set[str] = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not isinstance(identifier, str) or not identifier:
+            raise InvalidBatchResponse(f"batch item failure without a valid itemIdentifier: {failure!r}")
+        if identifier not in known:
+            raise InvalidBatchResponse(f"itemIdentifier {identifier!r} is not a message of this batch")
+        failed.add(identifier)
+    return failed
+
+
+def lambda_sqs_record(message: dict[str, Any], event_source_arn: str, region: str) -> dict[str, Any]:
+    """Turn one ReceiveMessage result into a record of a Lambda SQS event, key for key."""
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes", {})),
+        "messageAttributes": {
+            name: _lambda_message_attribute(value) for name, value in message.get("MessageAttributes", {}).items()
+        },
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record.update(
+        md5OfBody=message["MD5OfBody"],
+        eventSource="aws:sqs",
+        eventSourceARN=event_source_arn,
+        awsRegion=region,
+    )
+    return record
+
+
+def _lambda_message_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    # Lambda spells SQS's attribute fields in camel case, always lists both list fields and
+    # carries binary values base64-encoded, as JSON must.
+    attribute: dict[str, Any] = {}
+    if "StringValue" in value:
+        attribute["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    attribute["stringListValues"] = list(value.get("StringListValues", []))
+    attribute["binaryListValues"] = [base64.b64encode(item).decode() for item in value.get("BinaryListValues", [])]
+    attribute["dataType"] = value["DataType"]
+    return attribute
+
+
+@dataclass
+class TriggerStats:
+    """What the trigger has done so far."""
+
+    invocations: int = 0
+    records_delivered: int = 0
+    records_deleted: int = 0
+    # Records the handler named in batchItemFailures (they stay in the queue).
+    records_reported_failed: int = 0
+    # Batches that failed as a whole: an exception, a timeout or a malformed response.
+    failed_batches: int = 0
+    timeouts: int = 0
+
+
+class SqsTrigger:
+    """Polls one SQS queue and invokes a handler, as Lambda's SQS event source mapping does."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        queue_url: str,
+        function: FunctionConfiguration,
+        batch_size: int = 10,
+        batching_window_seconds: float = 0,
+        maximum_concurrency: int = 2,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if maximum_concurrency < 1:
+            raise ValueError("maximum_concurrency must be at least 1")
+        self._handler = handler
+        self._queue_url = queue_url
+        self._function = function
+        self._batch_size = batch_size
+        self._window_seconds = batching_window_seconds
+        self._concurrency = maximum_concurrency
+        # One client for every poller (botocore clients are thread safe), with a connection
+        # per poller so long polls do not queue behind each other.
+        self._sqs = boto3.client("sqs", config=Config(max_pool_connections=maximum_concurrency + 2))
+        self._event_source_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        # arn:aws:sqs:<region>:<account>:<name>
+        _, _, _, self._region, self._account_id, _ = self._event_source_arn.split(":", 5)
+        self._stats = TriggerStats()
+        self._stats_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._pollers: list[threading.Thread] = []
+
+    @property
+    def stats(self) -> TriggerStats:
+        """A snapshot of the counters."""
+        with self._stats_lock:
+            return TriggerStats(**asdict(self._stats))
+
+    def start(self) -> SqsTrigger:
+        """Start the pollers."""
+        self._stopping.clear()
+        self._pollers = [
+            threading.Thread(target=self._poll, name=f"sqs-poller-{number}", daemon=True)
+            for number in range(self._concurrency)
+        ]
+        for poller in self._pollers:
+            poller.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling, let running invocations finish, and wait for every poller."""
+        self._stopping.set()
+        for poller in self._pollers:
+            poller.join()
+        self._pollers = []
+
+    def __enter__(self) -> SqsTrigger:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = self._gather_batch()
+                if messages:
+                    self._invoke(messages)
+            except Exception:
+                # A poller that died would quietly lower the concurrency; log and go on.
+                log.exception("SQS poller error; polling again")
+                self._stopping.wait(IDLE_POLL_SECONDS)
+
+    def _gather_batch(self) -> list[dict[str, Any]]:
+        batch = self._receive(min(self._batch_size, MAX_MESSAGES_PER_RECEIVE), IDLE_POLL_SECONDS)
+        if not batch or self._window_seconds <= 0:
+            return batch
+        # The batching window opens with the first record, as Lambda's does.
+        window_closes = time.monotonic() + self._window_seconds
+        while len(batch) < self._batch_size and not self._stopping.is_set():
+            remaining = window_closes - time.monotonic()
+            if remaining <= 0:
+                break
+            wait_seconds = min(int(remaining), MAX_LONG_POLL_SECONDS)
+            more = self._receive(min(self._batch_size - len(batch), MAX_MESSAGES_PER_RECEIVE), wait_seconds)
+            batch.extend(more)
+            if not more and wait_seconds == 0:
+                time.sleep(min(remaining, WINDOW_TAIL_PAUSE_SECONDS))
+        return batch
+
+    def _receive(self, max_messages: int, wait_seconds: int) -> list[dict[str, Any]]:
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return response.get("Messages", [])
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        records = [lambda_sqs_record(message, self._event_source_arn, self._region) for message in messages]
+        context = LambdaContext(self._function, self._region, self._account_id)
+        self._count(invocations=1, records_delivered=len(records))
+        started = time.monotonic()
+        try:
+            response = self._handler({"Records": records}, context)
+        except Exception:
+            log.exception(
+                "%s raised (request %s); all %d records return after the visibility timeout",
+                self._function.function_name,
+                context.aws_request_id,
+                len(records),
+            )
+            self._count(failed_batches=1)
+            return
+        # A thread cannot be stopped from outside, so an overrunning handler finishes; what
+        # it did is then discarded as Lambda would: nothing is deleted.
+        if time.monotonic() - started > self._function.timeout_seconds:
+            log.error(
+                "%s timed out after %d s (request %s); all %d records return after the visibility timeout",
+                self._function.function_name,
+                self._function.timeout_seconds,
+                context.aws_request_id,
+                len(records),
+            )
+            self._count(failed_batches=1, timeouts=1)
+            return
+        message_ids = [record["messageId"] for record in records]
+        try:
+            failed = batch_item_failures(response, message_ids)
+        except InvalidBatchResponse as error:
+            log.error("%s: %s; all %d records count as failed", self._function.function_name, error, len(records))
+            self._count(failed_batches=1)
+            return
+        self._count(records_reported_failed=len(failed))
+        self._delete([message for message in messages if message["MessageId"] not in failed])
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), MAX_ENTRIES_PER_DELETE):
+            chunk = messages[start : start + MAX_ENTRIES_PER_DELETE]
+            response = self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(position), "ReceiptHandle": message["ReceiptHandle"]}
+                    for position, message in enumerate(chunk)
+                ],
+            )
+            for failure in response.get("Failed", []):
+                log.warning("could not delete %s: %s", chunk[int(failure["Id"])]["MessageId"], failure.get("Message"))
+            self._count(records_deleted=len(response.get("Successful", [])))
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_lock:
+            for name, increment in increments.items():
+                setattr(self._stats, name, getattr(self._stats, name) + increment)
