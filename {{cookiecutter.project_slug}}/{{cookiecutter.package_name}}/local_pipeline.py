@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import math
 import random
 import sys
@@ -402,7 +403,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=VISIBILITY_TIMEOUT_SECONDS,
         help=f"features queue visibility timeout in seconds (default {VISIBILITY_TIMEOUT_SECONDS})",
     )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=Path("local-handler.log"),
+        help="where the handler's JSON log lines go, so they do not break the progress bar (default local-handler.log)",
+    )
     args = parser.parse_args(argv)
+    # In Lambda these lines go to CloudWatch Logs; here they go to a file beside the summary.
+    logging.basicConfig(filename=args.log_file, filemode="w", level=logging.INFO, format="%(message)s")
     try:
         summary = run_local_pipeline(
             args.count,
@@ -416,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(summary.table())
+    print(f"handler log    {args.log_file}")
     if summary.lost:
         print(f"{summary.lost} message(s) lost: neither predicted nor dead-lettered", file=sys.stderr)
     return 1 if summary.lost else 0
