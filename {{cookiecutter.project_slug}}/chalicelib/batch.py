@@ -24,6 +24,7 @@ from .endpoint import EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope
 from .failures import RecordFailure
 from .feature_events import FeatureEvent, RejectedRecord, parse_record
+from .input_schema import InputSchema
 from .publishing import MAX_BATCH_BYTES, OutgoingMessage, QueuePublisher
 from .settings import HandlerSettings
 
@@ -57,8 +58,10 @@ class BatchProcessor:
         invoker: EndpointInvoker,
         predictions: QueuePublisher,
         dead_letters: QueuePublisher,
+        input_schema: InputSchema | None,
     ) -> None:
         self._settings = settings
+        self._input_schema = input_schema
         self._invoker = invoker
         self._predictions = predictions
         self._dead_letters = dead_letters
@@ -94,13 +97,14 @@ class BatchProcessor:
             invoker,
             predictions=QueuePublisher(sqs, settings.predictions_queue_name, executor),
             dead_letters=QueuePublisher(sqs, settings.dead_letter_queue_name, executor),
+            input_schema=InputSchema.from_setting(settings.model_input_schema),
         )
 
     def process(self, records: Sequence[dict[str, Any]], context: LambdaContext | None) -> dict[str, Any]:
         """Handle one batch; return Lambda's partial batch response."""
         started = time.perf_counter()
         deadline = Deadline(context, self._settings.deadline_reserve_ms)
-        parsed = [parse_record(record, self._settings.max_record_bytes) for record in records]
+        parsed = [self._admit(record) for record in records]
         events = [item for item in parsed if isinstance(item, FeatureEvent)]
         outcomes = self._invoker.predict(events, deadline)
 
@@ -135,6 +139,17 @@ class BatchProcessor:
                 {"itemIdentifier": record["messageId"]} for record in records if record["messageId"] in retry
             ]
         }
+
+    def _admit(self, record: dict[str, Any]) -> FeatureEvent | RejectedRecord:
+        """Parse a record and check its model input against the schema, if there is one."""
+        item = parse_record(record, self._settings.max_record_bytes)
+        if isinstance(item, RejectedRecord) or self._input_schema is None:
+            return item
+        violation = self._input_schema.violation(item.features)
+        if violation is None:
+            return item
+        failure = RecordFailure.permanent_failure("SchemaViolation", violation)
+        return RejectedRecord(item.message_id, item.body, item.receive_count, failure)
 
     def _prediction_message(
         self, event: FeatureEvent, prediction: Prediction, predicted_at: datetime

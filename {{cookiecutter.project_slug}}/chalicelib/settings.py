@@ -74,6 +74,8 @@ class HandlerSettings:
     # Time kept back at the end of an invocation to publish what was predicted and return.
     deadline_reserve_ms: int
     max_record_bytes: int
+    # JSON Schema file for the model input, relative to the code root; empty turns the check off.
+    model_input_schema: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -93,4 +95,5 @@ class HandlerSettings:
             # A record this large cannot be a sensible model input; it also keeps one record
             # from filling a whole InvokeEndpoint request.
             max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 256 * 1024),
+            model_input_schema=env.get("MODEL_INPUT_SCHEMA", "chalicelib/model-input.schema.json").strip(),
         )

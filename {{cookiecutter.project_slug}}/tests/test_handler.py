@@ -104,8 +104,8 @@ def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicte
 
 def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pipeline, chalice_app, endpoint):
     """A ModelError for one record in a batch call is isolated to that record and not retried."""
+    endpoint.inject(Fault(error="ModelError", match='"u-0002"'))
     bodies = [json.dumps(good_input(n)) for n in range(5)]
-    bodies[2] = json.dumps({"user_id": "u-0002", "k": 3})
     response, _ = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
     predicted = {json.loads(m["Body"])["prediction"]["user_id"] for m in drain(pipeline["predictions"])}
@@ -113,7 +113,32 @@ def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pip
     (dead,) = drain(pipeline["dead_letters"])
     assert dead["Body"] == bodies[2]
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "ModelError"
+    assert "Injected fault" in dead["MessageAttributes"]["error_reason"]["StringValue"]
+
+
+def test_a_record_that_breaks_the_input_schema_never_reaches_the_endpoint(pipeline, chalice_app, endpoint):
+    """The schema check refuses a bad input with the validator's message and saves the endpoint call."""
+    body = json.dumps({"user_id": "u-0002", "k": 3})
+    response, _ = invoke(chalice_app, [body])
+    assert response == {"batchItemFailures": []}
+    (dead,) = drain(pipeline["dead_letters"])
+    assert dead["Body"] == body
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "SchemaViolation"
     assert "recent_items" in dead["MessageAttributes"]["error_reason"]["StringValue"]
+    assert endpoint.invocations == 0
+
+
+def test_an_oversize_record_is_dead_lettered_without_an_endpoint_call(pipeline, chalice_app, endpoint, monkeypatch):
+    """A body above MAX_RECORD_BYTES is refused whole, its bytes kept for the dead-letter queue."""
+    monkeypatch.setenv("MAX_RECORD_BYTES", "2048")
+    oversize = json.dumps({"user_id": "u-0009", "recent_items": [f"i-{n:04d}" for n in range(400)], "k": 3})
+    response, _ = invoke(chalice_app, [json.dumps(good_input(1)), oversize])
+    assert response == {"batchItemFailures": []}
+    assert len(drain(pipeline["predictions"])) == 1
+    (dead,) = drain(pipeline["dead_letters"])
+    assert dead["Body"] == oversize
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "RecordTooLarge"
+    assert endpoint.invocations == 1
 
 
 def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_recovers(
