@@ -1,0 +1,399 @@
+"""Refuse answers that AWS, Chalice or Python would reject later, all at once, before files exist.
+
+Cookiecutter runs this hook after it has created the project folder and saved the answers in its
+replay file. Exiting non-zero makes cookiecutter delete the folder again, so a refused project
+leaves nothing behind, and the user can edit the replay file and run `cookiecutter --replay`.
+
+The checks are plain functions of plain values so the template's tests can import the rendered
+hook and call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import shlex
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+# The answers are read as data: an answer is never pasted into Python source, so a quote or a
+# newline in it cannot change what this hook does.
+ANSWERS: dict[str, object] = json.loads(
+    r"""
+{{ cookiecutter | tojson }}
+""".strip()
+)
+
+# Chalice names the SQS handler's function `{app_name}-{stage}-{handler}`; Lambda allows 64
+# characters, and the longest stage the project defines is `prod`.
+LAMBDA_FUNCTION_NAME_LIMIT = 64
+HANDLER_FUNCTION_NAME = "handle_feature_events"
+LONGEST_STAGE = "prod"
+PROJECT_SLUG_LIMIT = LAMBDA_FUNCTION_NAME_LIMIT - len(f"-{LONGEST_STAGE}-{HANDLER_FUNCTION_NAME}")
+
+# Top-level names the generated project already uses, plus the libraries it imports: a package
+# with one of these names would shadow it in tests and tooling.
+RESERVED_PACKAGE_NAMES = frozenset(
+    {"app", "chalicelib", "tests", "model", "events", "boto3", "botocore", "chalice", "moto", "pytest"}
+)
+
+PROJECT_SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*")
+# SageMaker's own pattern for EndpointName and ModelName.
+ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+# The shape of every AWS region code: eu-west-1, us-gov-west-1, us-isob-east-1, ...
+AWS_REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# The dev stage in .chalice/config.json names its own queues and endpoint `<name>-dev`, so the
+# answers must leave room for the suffix within SQS's 80 and SageMaker's 63 characters.
+DEV_STAGE_SUFFIX = "-dev"
+QUEUE_NAME_LIMIT = 80 - len(DEV_STAGE_SUFFIX)
+ENDPOINT_NAME_LIMIT = 63 - len(DEV_STAGE_SUFFIX)
+# Written as the generated files write it: plain digits, so it is also a valid JSON number.
+WHOLE_NUMBER_PATTERN = re.compile(r"-?(0|[1-9][0-9]*)")
+
+MODEL_VERSION_LIMIT = 256
+REPORT_WIDTH = 96
+ONE_LINE_TEXT_LIMIT = 200
+# Lambda's guidance for SQS triggers: fewer deliveries can dead-letter a healthy record that was
+# only throttled while the function scaled out.
+MIN_MAX_RECEIVE_COUNT = 5
+# Lambda's guidance: the queue must hide a record for at least six function timeouts, or SQS
+# hands it to a second invocation while the first one is still working on it.
+VISIBILITY_TIMEOUT_FACTOR = 6
+# Above 10 records per batch, Lambda requires a batching window of at least one second.
+UNWINDOWED_BATCH_LIMIT = 10
+
+WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 10_000),
+    "maximum_batching_window_seconds": (0, 300),
+    "maximum_concurrency": (2, 1_000),
+    "max_receive_count": (1, 1_000),
+    "lambda_memory_mb": (128, 10_240),
+    "lambda_timeout_seconds": (1, 900),
+    "visibility_timeout_seconds": (0, 43_200),
+    "records_per_endpoint_call": (1, 10_000),
+    "endpoint_concurrency": (1, 64),
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "lambda_runtime": ("python3.12", "python3.13"),
+    "endpoint_content_type": ("application/json", "application/jsonlines"),
+    "endpoint_call_mode": ("batch", "per-record"),
+}
+
+QUEUE_OPTIONS = ("features_queue_name", "predictions_queue_name", "dead_letter_queue_name")
+
+
+class Problem(NamedTuple):
+    """One answer that cannot be used, with the reason and how to fix it."""
+
+    option: str
+    given: object
+    reason: str
+
+
+def parse_whole_number(value: object) -> int | None:
+    """Return the integer an answer spells ("10" or 10), or None if it is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and WHOLE_NUMBER_PATTERN.fullmatch(value):
+        return int(value)
+    return None
+
+
+def in_range_number(value: object, option: str) -> int | None:
+    """Return an option's whole number if it is within the option's range, else None."""
+    number = parse_whole_number(value)
+    low, high = WHOLE_NUMBER_RANGES[option]
+    return number if number is not None and low <= number <= high else None
+
+
+def whole_number_problems(value: object, low: int, high: int) -> list[str]:
+    """Explain why an answer is not a whole number between low and high (inclusive)."""
+    number = parse_whole_number(value)
+    if number is None:
+        return [f"must be a whole number written in digits, from {low} to {high}"]
+    if not low <= number <= high:
+        return [f"must be from {low} to {high}"]
+    return []
+
+
+def one_line_text_problems(value: object, *, required: bool) -> list[str]:
+    """Explain why an answer is not a single line of printable text (names, descriptions)."""
+    if not isinstance(value, str):
+        return ["must be text"]
+    if required and not value.strip():
+        return ["must not be empty"]
+    if not value.isprintable():
+        return ["must be a single line without tabs or control characters"]
+    if len(value) > ONE_LINE_TEXT_LIMIT:
+        return [f"must be at most {ONE_LINE_TEXT_LIMIT} characters (it has {len(value)})"]
+    return []
+
+
+def project_slug_problems(slug: object) -> list[str]:
+    """Explain why a slug cannot name the folder, the Chalice app and its Lambda functions."""
+    if not isinstance(slug, str):
+        return ["must be text"]
+    if not PROJECT_SLUG_PATTERN.fullmatch(slug):
+        return [
+            "must start with a lowercase letter and use only lowercase letters, digits and "
+            "hyphens (it names the folder, the Chalice app and AWS resources), e.g. "
+            "product-recommendations"
+        ]
+    if len(slug) > PROJECT_SLUG_LIMIT:
+        example = f"{slug}-{LONGEST_STAGE}-{HANDLER_FUNCTION_NAME}"
+        return [
+            f"must be at most {PROJECT_SLUG_LIMIT} characters (it has {len(slug)}): Chalice "
+            f"names the Lambda function {example!r} ({len(example)} characters) and Lambda "
+            f"allows {LAMBDA_FUNCTION_NAME_LIMIT}; choose a shorter slug"
+        ]
+    return []
+
+
+def package_name_problems(name: object) -> list[str]:
+    """Explain why a name cannot be the importable package of the project's tooling."""
+    if not isinstance(name, str):
+        return ["must be text"]
+    if not (name.isascii() and name.isidentifier()):
+        return [
+            "must be a Python identifier: ASCII letters, digits and underscores, not starting "
+            "with a digit, e.g. product_recommendations"
+        ]
+    if keyword.iskeyword(name):
+        return [f"is a Python keyword, so `import {name}` cannot work; add a word, e.g. {name}_tools"]
+    if name in RESERVED_PACKAGE_NAMES:
+        return [f"would shadow `{name}`, which the generated project already uses; pick another name"]
+    if name in sys.stdlib_module_names:
+        return [f"would shadow the standard library module `{name}`; pick another name"]
+    return []
+
+
+def endpoint_name_problems(name: object) -> list[str]:
+    """Explain why a name is not a valid SageMaker endpoint (and model) name."""
+    if not isinstance(name, str):
+        return ["must be text"]
+    if not ENDPOINT_NAME_PATTERN.fullmatch(name):
+        return [
+            "must be letters, digits and hyphens, starting and ending with a letter or digit "
+            "(SageMaker's rule), e.g. product-recommendations-model"
+        ]
+    if len(name) > ENDPOINT_NAME_LIMIT:
+        return [
+            f"must be at most {ENDPOINT_NAME_LIMIT} characters (it has {len(name)}): the dev "
+            f"stage adds {DEV_STAGE_SUFFIX!r} and SageMaker allows 63"
+        ]
+    return []
+
+
+def model_version_problems(version: object) -> list[str]:
+    """Explain why a value cannot be stamped on every prediction as the model version."""
+    if not isinstance(version, str):
+        return ["must be text"]
+    if not version.strip():
+        return ["must not be empty, e.g. 1 or 2026-11-25"]
+    if len(version) > MODEL_VERSION_LIMIT:
+        return [f"must be at most {MODEL_VERSION_LIMIT} characters (it has {len(version)})"]
+    if version != version.strip():
+        return ["must not start or end with spaces"]
+    if not version.isprintable() or any(c in version for c in "\"'`\\"):
+        return ["must be printable text without quotes, backslashes or control characters, e.g. 1.4.0"]
+    return []
+
+
+def aws_region_problems(region: object) -> list[str]:
+    """Explain why a value is not shaped like an AWS region code."""
+    if not isinstance(region, str) or not AWS_REGION_PATTERN.fullmatch(region):
+        return ["must be an AWS region code such as eu-west-1 or us-east-1"]
+    return []
+
+
+def queue_name_problems(name: object) -> list[str]:
+    """Explain why a value cannot name a standard SQS queue."""
+    if not isinstance(name, str):
+        return ["must be text"]
+    if name.endswith(".fifo"):
+        return [
+            "names a FIFO queue, but the generated project uses standard queues; FIFO input "
+            "comes with a later template option, so drop the .fifo suffix for now"
+        ]
+    if not QUEUE_NAME_PATTERN.fullmatch(name):
+        return ["must be letters, digits, hyphens and underscores only (SQS's rule)"]
+    if len(name) > QUEUE_NAME_LIMIT:
+        return [
+            f"must be at most {QUEUE_NAME_LIMIT} characters (it has {len(name)}): the dev stage "
+            f"adds {DEV_STAGE_SUFFIX!r} and SQS allows 80"
+        ]
+    return []
+
+
+def choice_problems(value: object, choices: tuple[str, ...]) -> list[str]:
+    """Explain why a value is not one of the choices the template supports."""
+    if value not in choices:
+        return ["must be one of " + ", ".join(choices)]
+    return []
+
+
+def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
+    """Find rules that tie two answers together (each answer on its own is assumed valid)."""
+    number = {key: in_range_number(answers.get(key), key) for key in WHOLE_NUMBER_RANGES}
+    found: list[Problem] = []
+
+    for index, option in enumerate(QUEUE_OPTIONS):
+        name = answers.get(option)
+        same = [earlier for earlier in QUEUE_OPTIONS[:index] if answers.get(earlier) == name]
+        if same:
+            found.append(
+                Problem(
+                    option,
+                    name,
+                    f"is the same name as {same[0]}; each of the three queues needs its own name",
+                )
+            )
+
+    batch, window = number["batch_size"], number["maximum_batching_window_seconds"]
+    if batch is not None and window is not None and batch > UNWINDOWED_BATCH_LIMIT and window < 1:
+        found.append(
+            Problem(
+                "batch_size",
+                answers.get("batch_size"),
+                f"above {UNWINDOWED_BATCH_LIMIT} needs a batching window (Lambda's rule): set "
+                "maximum_batching_window_seconds to 1 or more (it is "
+                f"{answers.get('maximum_batching_window_seconds')!s}), or lower batch_size to "
+                f"{UNWINDOWED_BATCH_LIMIT}",
+            )
+        )
+
+    receives = number["max_receive_count"]
+    if receives is not None and receives < MIN_MAX_RECEIVE_COUNT:
+        found.append(
+            Problem(
+                "max_receive_count",
+                answers.get("max_receive_count"),
+                f"must be at least {MIN_MAX_RECEIVE_COUNT} (Lambda's guidance for SQS "
+                "triggers): with fewer deliveries a record that was only throttled while Lambda "
+                "scaled out lands in the dead-letter queue",
+            )
+        )
+
+    timeout, visibility = number["lambda_timeout_seconds"], number["visibility_timeout_seconds"]
+    if timeout is not None and visibility is not None and visibility < VISIBILITY_TIMEOUT_FACTOR * timeout:
+        found.append(
+            Problem(
+                "visibility_timeout_seconds",
+                answers.get("visibility_timeout_seconds"),
+                f"must be at least {VISIBILITY_TIMEOUT_FACTOR} x lambda_timeout_seconds "
+                f"({VISIBILITY_TIMEOUT_FACTOR} x {timeout} = {VISIBILITY_TIMEOUT_FACTOR * timeout}), "
+                "or SQS hands a record to a second invocation while the first is still working "
+                "on it; raise it or lower lambda_timeout_seconds",
+            )
+        )
+
+    per_call = number["records_per_endpoint_call"]
+    if answers.get("endpoint_call_mode") == "per-record" and per_call is not None and per_call != 1:
+        found.append(
+            Problem(
+                "records_per_endpoint_call",
+                answers.get("records_per_endpoint_call"),
+                "must be 1 when endpoint_call_mode is per-record; set it to 1, or choose "
+                "endpoint_call_mode batch",
+            )
+        )
+    return found
+
+
+def single_option_checks() -> dict[str, Callable[[object], list[str]]]:
+    """Map every option, in prompt order, to the check of its answer on its own."""
+    checks: dict[str, Callable[[object], list[str]]] = {
+        "project_name": partial(one_line_text_problems, required=True),
+        "project_slug": project_slug_problems,
+        "package_name": package_name_problems,
+        "description": partial(one_line_text_problems, required=False),
+        "endpoint_name": endpoint_name_problems,
+        "model_version": model_version_problems,
+        "aws_region": aws_region_problems,
+    }
+    checks.update({option: queue_name_problems for option in QUEUE_OPTIONS})
+    checks.update(
+        {
+            option: partial(whole_number_problems, low=low, high=high)
+            for option, (low, high) in WHOLE_NUMBER_RANGES.items()
+        }
+    )
+    checks.update({option: partial(choice_problems, choices=choices) for option, choices in CHOICES.items()})
+    return checks
+
+
+def validate(answers: Mapping[str, object]) -> list[Problem]:
+    """Return every problem with the answers, in option order; an empty list means all is well."""
+    single_checks = single_option_checks()
+    found: list[Problem] = []
+    for option, check in single_checks.items():
+        if option not in answers:
+            found.append(Problem(option, None, "is missing from the answers"))
+            continue
+        found.extend(Problem(option, answers[option], reason) for reason in check(answers[option]))
+    # Cross-option rules only make sense once each answer involved is valid on its own.
+    refused = {problem.option for problem in found}
+    found.extend(p for p in cross_option_problems(answers) if p.option not in refused)
+    order = list(single_checks)
+    return sorted(found, key=lambda p: order.index(p.option))
+
+
+def shown(value: object, limit: int = 120) -> str:
+    """Show an answer as JSON, the way it appears in the replay file, shortened if very long."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def report(problems: list[Problem], answers: Mapping[str, object]) -> str:
+    """Write the message a user sees when answers are refused, ending with how to rerun."""
+    heading = "1 answer needs" if len(problems) == 1 else f"{len(problems)} answers need"
+    lines = [f"Cannot generate the project: {heading} fixing.", ""]
+    for problem in problems:
+        lines.append(f"  {problem.option} = {shown(problem.given)}")
+        lines.extend(
+            textwrap.wrap(
+                f"{problem.option} {problem.reason}.",
+                width=REPORT_WIDTH,
+                initial_indent="      ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
+        )
+    template = str(answers.get("_template") or "<template>")
+    repo_dir = str(answers.get("_repo_dir") or template)
+    output_dir = answers.get("_output_dir")
+    rerun = ["cookiecutter", "--replay", template] + (["-o", str(output_dir)] if output_dir else [])
+    replay_file = Path("~/.cookiecutter_replay") / f"{Path(repo_dir).name}.json"
+    lines.append("")
+    lines.extend(
+        textwrap.wrap(
+            "Generation stopped before any file was written. Your answers are saved in "
+            f"cookiecutter's replay file, {replay_file} (unless your cookiecutter config sets "
+            "replay_dir): fix the values named above there, then run:",
+            width=REPORT_WIDTH,
+        )
+    )
+    lines += ["", "  " + shlex.join(rerun)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Validate the answers cookiecutter rendered into this hook; 1 stops generation."""
+    problems = validate(ANSWERS)
+    if problems:
+        print(report(problems, ANSWERS), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

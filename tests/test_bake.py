@@ -1,0 +1,265 @@
+"""Bake a curated table of option combinations and check what each generated project contains."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baking import bake_into, default_answers, ruff_executable
+
+# Each combination is a set of answers changed from the defaults; the test id lists them as
+# `key:value`. Add a row when an option gains a value whose files or code differ.
+COMBINATIONS: list[dict[str, str]] = [
+    {},
+    {
+        "endpoint_call_mode": "per-record",
+        "endpoint_content_type": "application/jsonlines",
+        "lambda_runtime": "python3.13",
+    },
+    {
+        "batch_size": "10000",
+        "maximum_batching_window_seconds": "300",
+        "maximum_concurrency": "1000",
+        "lambda_timeout_seconds": "900",
+        "lambda_memory_mb": "10240",
+        "records_per_endpoint_call": "500",
+        "endpoint_concurrency": "64",
+    },
+    {
+        # The longest slug Chalice's Lambda function name allows, and names unlike the defaults.
+        "project_name": "Churn Scores For Every Subscription Tier",
+        "project_slug": "churn-scores-for-every-subscription-t",
+        "package_name": "churn_tools",
+        "endpoint_name": "churn-xgb-v2",
+        "model_version": "2026.11-rc1+build.7",
+        "aws_region": "us-west-2",
+        "features_queue_name": "Clicks_In",
+        "predictions_queue_name": "churn-scores",
+        "dead_letter_queue_name": "churn_scores_dlq",
+        "max_receive_count": "1000",
+    },
+]
+
+
+def combination_id(answers: dict[str, str]) -> str:
+    """Name a combination by its first changed answers, `key:value` joined by commas."""
+    shown = [f"{key}:{value}" for key, value in list(answers.items())[:3]]
+    more = len(answers) - len(shown)
+    return ",".join(shown) + (f",+{more} more" if more else "") if answers else "defaults"
+
+
+# The whole generated project, one path per line, with the tooling package as {package}.
+# When a file is added to or removed from the template on purpose, update this list: the test's
+# failure message prints the paths that were missing or unexpected.
+EXPECTED_FILES = """
+.chalice/config.json
+.gitignore
+Makefile
+README.md
+app.py
+chalicelib/__init__.py
+chalicelib/batch.py
+chalicelib/deadline.py
+chalicelib/endpoint.py
+chalicelib/envelope.py
+chalicelib/failures.py
+chalicelib/feature_events.py
+chalicelib/input_schema.py
+chalicelib/model-input.schema.json
+chalicelib/publishing.py
+chalicelib/settings.py
+deploy/__init__.py
+deploy/alarms.py
+deploy/artifacts.py
+deploy/autoscaling.py
+deploy/cli.py
+deploy/config.json
+deploy/endpoint_deploy.py
+deploy/endpoint_destroy.py
+deploy/event_source_mapping.py
+deploy/execution_role.py
+deploy/iam_policy.py
+deploy/image_uri.py
+deploy/merge_template.py
+deploy/model_archive.py
+deploy/names.py
+deploy/package.py
+deploy/progress.py
+deploy/queues.py
+deploy/settings.py
+deploy/stack_deploy.py
+deploy/stack_destroy.py
+deploy/template_checks.py
+events/feature-events.json
+events/malformed-record.json
+model/code/inference.py
+model/code/requirements.txt
+pyproject.toml
+requirements-dev.lock
+requirements-dev.txt
+requirements.txt
+schemas/prediction-envelope.schema.json
+tests/__init__.py
+tests/conftest.py
+tests/sink_faults.py
+tests/test_benchmark.py
+tests/test_clickstream.py
+tests/test_deploy_endpoint.py
+tests/test_endpoint_batching.py
+tests/test_endpoint_server.py
+tests/test_event_source_mapping.py
+tests/test_feature_events.py
+tests/test_handler.py
+tests/test_inference.py
+tests/test_lambda_trigger.py
+tests/test_local_pipeline.py
+tests/test_packaging.py
+tests/test_pipeline_stack.py
+tests/test_publishing.py
+{package}/__init__.py
+{package}/api_call_counter.py
+{package}/benchmark.py
+{package}/benchmark_report.py
+{package}/clickstream.py
+{package}/deployment_footprint.py
+{package}/emulator.py
+{package}/endpoint_process.py
+{package}/endpoint_server.py
+{package}/handler_bench.py
+{package}/lambda_trigger.py
+{package}/local_pipeline.py
+{package}/naive_handler.py
+{package}/stage.py
+{package}/throughput_bench.py
+{package}/train.py
+"""
+
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Bake one combination once for all the checks in this module; return project and answers."""
+    changes: dict[str, str] = request.param
+    result = bake_into(tmp_path_factory.mktemp("combination"), changes)
+    assert result.succeeded, f"baking {combination_id(changes)} failed: {result.error}"
+    return {"project": result.project_dir, "answers": default_answers(changes)}
+
+
+def generated_files(project: Path) -> set[str]:
+    """List every file in a generated project as a POSIX path relative to it."""
+    return {path.relative_to(project).as_posix() for path in project.rglob("*") if path.is_file()}
+
+
+def text_files(project: Path) -> dict[Path, str]:
+    """Read every generated file that is text (the template ships no binary files on purpose)."""
+    texts = {}
+    for path in sorted(project.rglob("*")):
+        if path.is_file():
+            try:
+                texts[path] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                pytest.fail(f"{path.relative_to(project)} is not UTF-8 text")
+    return texts
+
+
+def test_a_project_holds_exactly_the_expected_files(baked: dict[str, Any]) -> None:
+    """A stray or missing file (a cache, a file for an option not chosen) is caught here."""
+    expected = {line.format(package=baked["answers"]["package_name"]) for line in EXPECTED_FILES.split()}
+    actual = generated_files(baked["project"])
+    assert sorted(expected - actual) == [], "missing from the generated project"
+    assert sorted(actual - expected) == [], "generated but not expected (add to EXPECTED_FILES if meant)"
+
+
+def test_the_project_folder_is_named_by_the_slug(baked: dict[str, Any]) -> None:
+    """`cd <slug>` in the next steps must be where the project is."""
+    assert baked["project"].name == baked["answers"]["project_slug"]
+
+
+def test_no_template_syntax_survives_in_any_file(baked: dict[str, Any]) -> None:
+    """A leftover `{{`, `{%` or `{#` means a variable was misspelt or escaping went wrong."""
+    leftovers = [
+        f"{path.relative_to(baked['project'])}:{number}: {line.strip()}"
+        for path, text in text_files(baked["project"]).items()
+        for number, line in enumerate(text.splitlines(), start=1)
+        if any(marker in line for marker in JINJA_MARKERS)
+    ]
+    assert leftovers == []
+
+
+def test_every_json_and_toml_file_parses(baked: dict[str, Any]) -> None:
+    """Answers pasted into JSON or TOML must keep the file valid for the tools that read it."""
+    for path, text in text_files(baked["project"]).items():
+        if path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+
+
+def test_ruff_finds_nothing_in_the_generated_code(baked: dict[str, Any]) -> None:
+    """Generated code must read as if written by hand: lint-clean under the project's own config."""
+    ruff = ruff_executable()
+    result = subprocess.run(
+        [str(ruff), "check", "--no-cache", "."],
+        cwd=baked["project"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_chalice_config_carries_the_answers(baked: dict[str, Any]) -> None:
+    """The handler reads its queues, endpoint and tuning from these values, so they must match."""
+    answers = baked["answers"]
+    config = json.loads((baked["project"] / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    assert config["app_name"] == answers["project_slug"]
+    assert config["lambda_timeout"] == int(answers["lambda_timeout_seconds"])
+    assert config["lambda_memory_size"] == int(answers["lambda_memory_mb"])
+    shared = config["environment_variables"]
+    assert shared["ENDPOINT_CONTENT_TYPE"] == answers["endpoint_content_type"]
+    assert shared["RECORDS_PER_ENDPOINT_CALL"] == answers["records_per_endpoint_call"]
+    assert shared["ENDPOINT_CONCURRENCY"] == answers["endpoint_concurrency"]
+    assert shared["TRIGGER_BATCH_SIZE"] == answers["batch_size"]
+    assert shared["TRIGGER_BATCHING_WINDOW_SECONDS"] == answers["maximum_batching_window_seconds"]
+    assert shared["TRIGGER_MAXIMUM_CONCURRENCY"] == answers["maximum_concurrency"]
+    assert shared["MODEL_VERSION"] == answers["model_version"]
+    prod = config["stages"]["prod"]["environment_variables"]
+    assert prod["FEATURES_QUEUE_NAME"] == answers["features_queue_name"]
+    assert prod["PREDICTIONS_QUEUE_NAME"] == answers["predictions_queue_name"]
+    assert prod["DEAD_LETTER_QUEUE_NAME"] == answers["dead_letter_queue_name"]
+    assert prod["ENDPOINT_NAME"] == answers["endpoint_name"]
+
+
+def test_the_lambda_runtime_answer_reaches_the_build(baked: dict[str, Any]) -> None:
+    """Chalice packages for the Python that runs it, so the Makefile must pin the chosen one."""
+    version = baked["answers"]["lambda_runtime"].removeprefix("python")
+    makefile = (baked["project"] / "Makefile").read_text(encoding="utf-8")
+    assert f"RUNTIME_VERSION := {version}\n" in makefile
+
+
+def test_the_sample_events_come_from_the_chosen_queue_and_region(baked: dict[str, Any]) -> None:
+    """`events/*.json` are Lambda-shaped, so their source ARN names this project's queue."""
+    answers = baked["answers"]
+    for path in sorted((baked["project"] / "events").glob("*.json")):
+        event = json.loads(path.read_text(encoding="utf-8"))
+        for record in event["Records"]:
+            assert record["awsRegion"] == answers["aws_region"], path.name
+            assert record["eventSourceARN"].endswith(
+                f":{answers['aws_region']}:123456789012:{answers['features_queue_name']}"
+            ), path.name
+
+
+def test_the_deploy_config_carries_the_region_runtime_and_queue_answers(baked: dict[str, Any]) -> None:
+    """`make deploy` creates the queues and pins the runtime from this file, not from the prompts."""
+    answers = baked["answers"]
+    config = json.loads((baked["project"] / "deploy" / "config.json").read_text(encoding="utf-8"))
+    assert config["region"] == answers["aws_region"]
+    assert config["lambda_runtime"] == answers["lambda_runtime"]
+    assert config["queues"]["max_receive_count"] == int(answers["max_receive_count"])
+    assert config["queues"]["visibility_timeout_seconds"] == int(answers["visibility_timeout_seconds"])

@@ -1,0 +1,244 @@
+"""Unit tests of the pre-generation hook's rules, called on the rendered and imported hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from baking import default_answers, render_hook
+
+
+def options_refused(hook: ModuleType, **changes: Any) -> set[str]:
+    """Validate the default answers with some changed, and return the options refused."""
+    return {problem.option for problem in hook.validate(default_answers() | changes)}
+
+
+def test_the_default_answers_pass_validation(pre_gen_hook: ModuleType) -> None:
+    """`cookiecutter --no-input` must always produce a project."""
+    assert pre_gen_hook.validate(pre_gen_hook.ANSWERS) == []
+
+
+def test_the_rendered_hook_reads_hostile_answers_as_data(tmp_path: Path) -> None:
+    """A quote, backslash or newline in an answer must never become Python code in the hook."""
+    hostile = 'x"""; import os; os.system("false") #\\\n\'\'\' {not jinja} </script>'
+    hook = render_hook("pre_gen_project", default_answers() | {"description": hostile}, tmp_path)
+    assert hook.ANSWERS["description"] == hostile
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("10", 10), (10, 10), ("0", 0), ("-3", -3), ("10000", 10_000)],
+)
+def test_whole_numbers_are_accepted_as_digits_or_integers(
+    pre_gen_hook: ModuleType, given: object, expected: int
+) -> None:
+    """Prompts answer strings, extra_context may pass ints: both spell a whole number."""
+    assert pre_gen_hook.parse_whole_number(given) == expected
+
+
+@pytest.mark.parametrize(
+    "given", ["ten", "1.5", "", " 10", "010", "+5", "1e3", "\u0661\u0660", 1.0, True, None]
+)
+def test_anything_else_is_not_a_whole_number(pre_gen_hook: ModuleType, given: object) -> None:
+    """Numbers are pasted into JSON and Python as written, so only plain digits are safe."""
+    assert pre_gen_hook.parse_whole_number(given) is None
+
+
+def test_a_slug_is_long_enough_for_chalices_lambda_name_at_37_characters(pre_gen_hook: ModuleType) -> None:
+    """`<slug>-prod-handle_feature_events` must fit Lambda's 64-character function name."""
+    assert pre_gen_hook.project_slug_problems("a" * 37) == []
+    (reason,) = pre_gen_hook.project_slug_problems("a" * 38)
+    assert "handle_feature_events" in reason
+    assert "64" in reason
+
+
+@pytest.mark.parametrize("slug", ["Product", "1-app", "-app", "my_app", "my app", 'a"b', "a\\b", "a/b", ""])
+def test_a_slug_must_be_lowercase_letters_digits_and_hyphens(pre_gen_hook: ModuleType, slug: str) -> None:
+    """The slug names a folder, a Chalice app and AWS resources, so it keeps to the safe set."""
+    assert pre_gen_hook.project_slug_problems(slug)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("import", "keyword"),
+        ("json", "standard library"),
+        ("app", "shadow"),
+        ("chalicelib", "shadow"),
+        ("tests", "shadow"),
+        ("model", "shadow"),
+        ("boto3", "shadow"),
+        ("9lives", "identifier"),
+        ("my-tools", "identifier"),
+        ("café", "identifier"),
+        ('"; import os; "', "identifier"),
+    ],
+)
+def test_a_package_name_must_be_importable_without_shadowing_anything(
+    pre_gen_hook: ModuleType, name: str, hint: str
+) -> None:
+    """A package named like a keyword, a stdlib module or a project folder breaks imports."""
+    (reason,) = pre_gen_hook.package_name_problems(name)
+    assert hint in reason
+
+
+@pytest.mark.parametrize("name", ["m", "a--b", "Model-2", "a" * 59])
+def test_sagemakers_endpoint_names_are_accepted(pre_gen_hook: ModuleType, name: str) -> None:
+    """SageMaker allows 63 characters with inner hyphens; the dev stage's `-dev` takes 4."""
+    assert pre_gen_hook.endpoint_name_problems(name) == []
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a-", "a_b", "a.b", "a" * 60])
+def test_endpoint_names_sagemaker_refuses_are_refused(pre_gen_hook: ModuleType, name: str) -> None:
+    """Catch now what CreateEndpoint would refuse at deploy time."""
+    assert pre_gen_hook.endpoint_name_problems(name)
+
+
+@pytest.mark.parametrize("version", ["", " ", " 1", 'v"2', "v'2", "a\\b", "1\n2", "x" * 257])
+def test_a_model_version_is_one_clean_line(pre_gen_hook: ModuleType, version: str) -> None:
+    """The version is stamped on every prediction and lives in env vars and JSON."""
+    assert pre_gen_hook.model_version_problems(version)
+
+
+@pytest.mark.parametrize(
+    "region", ["eu-west-1", "us-gov-west-1", "us-isob-east-1", "cn-north-1", "ap-southeast-5"]
+)
+def test_every_aws_region_shape_is_accepted(pre_gen_hook: ModuleType, region: str) -> None:
+    """Regions beyond the prompt's list (an edited replay file) are fine if shaped like one."""
+    assert pre_gen_hook.aws_region_problems(region) == []
+
+
+@pytest.mark.parametrize("region", ["EU-WEST-1", "eu-west", "mars-1", "eu-west-1 ", "eu-west-1; rm -rf /"])
+def test_strings_that_are_not_region_codes_are_refused(pre_gen_hook: ModuleType, region: str) -> None:
+    """A typo in the region would only surface when boto3 fails to resolve an endpoint."""
+    assert pre_gen_hook.aws_region_problems(region)
+
+
+def test_fifo_queue_names_are_refused_with_a_pointer_to_the_later_option(pre_gen_hook: ModuleType) -> None:
+    """The project uses standard queues; a FIFO name would create the wrong kind of queue."""
+    (reason,) = pre_gen_hook.queue_name_problems("events.fifo")
+    assert "FIFO" in reason
+    assert "later" in reason
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a.b", "a" * 77, "q'1"])
+def test_queue_names_sqs_refuses_are_refused(pre_gen_hook: ModuleType, name: str) -> None:
+    """SQS allows 1-80 letters, digits, hyphens and underscores; `-dev` takes 4 of them."""
+    assert pre_gen_hook.queue_name_problems(name)
+
+
+def test_a_76_character_queue_name_is_accepted(pre_gen_hook: ModuleType) -> None:
+    """The longest name whose dev-stage queue (`<name>-dev`) still fits SQS must stay usable."""
+    assert pre_gen_hook.queue_name_problems("q" * 76) == []
+
+
+def test_the_three_queues_need_three_names(pre_gen_hook: ModuleType) -> None:
+    """Reading and writing the same queue would loop predictions back in as features."""
+    refused = options_refused(pre_gen_hook, predictions_queue_name="product-recommendations-features")
+    assert refused == {"predictions_queue_name"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"batch_size": "0"}, {"batch_size"}),
+        ({"batch_size": "10001", "maximum_batching_window_seconds": "1"}, {"batch_size"}),
+        ({"batch_size": "11"}, {"batch_size"}),
+        ({"batch_size": "11", "maximum_batching_window_seconds": "1"}, set()),
+        ({"batch_size": "10000", "maximum_batching_window_seconds": "300"}, set()),
+        ({"maximum_batching_window_seconds": "301"}, {"maximum_batching_window_seconds"}),
+        ({"maximum_concurrency": "1"}, {"maximum_concurrency"}),
+        ({"maximum_concurrency": "1001"}, {"maximum_concurrency"}),
+        ({"max_receive_count": "4"}, {"max_receive_count"}),
+        ({"max_receive_count": "1001"}, {"max_receive_count"}),
+        ({"lambda_memory_mb": "127"}, {"lambda_memory_mb"}),
+        ({"lambda_memory_mb": "10240"}, set()),
+        ({"lambda_timeout_seconds": "0"}, {"lambda_timeout_seconds"}),
+        (
+            {"lambda_timeout_seconds": "901", "visibility_timeout_seconds": "43200"},
+            {"lambda_timeout_seconds"},
+        ),
+        ({"lambda_timeout_seconds": "900", "visibility_timeout_seconds": "5400"}, set()),
+        (
+            {"lambda_timeout_seconds": "30", "visibility_timeout_seconds": "179"},
+            {"visibility_timeout_seconds"},
+        ),
+        ({"visibility_timeout_seconds": "43201"}, {"visibility_timeout_seconds"}),
+        ({"lambda_runtime": "python3.11"}, {"lambda_runtime"}),
+        ({"endpoint_content_type": "text/csv"}, {"endpoint_content_type"}),
+        ({"endpoint_call_mode": "stream"}, {"endpoint_call_mode"}),
+        (
+            {"endpoint_call_mode": "per-record", "records_per_endpoint_call": "2"},
+            {"records_per_endpoint_call"},
+        ),
+        ({"endpoint_call_mode": "per-record", "records_per_endpoint_call": "1"}, set()),
+        ({"records_per_endpoint_call": "10001"}, {"records_per_endpoint_call"}),
+        ({"endpoint_concurrency": "0"}, {"endpoint_concurrency"}),
+        ({"endpoint_concurrency": "65"}, {"endpoint_concurrency"}),
+    ],
+    ids=lambda value: ",".join(f"{k}:{v}" for k, v in value.items()) if isinstance(value, dict) else None,
+)
+def test_each_numeric_and_choice_rule_holds_at_its_boundary(
+    pre_gen_hook: ModuleType, changes: dict[str, str], refused: set[str]
+) -> None:
+    """Every limit from Lambda, SQS and SageMaker is enforced exactly at its edge."""
+    assert options_refused(pre_gen_hook, **changes) == refused
+
+
+def test_all_problems_are_reported_together(pre_gen_hook: ModuleType) -> None:
+    """A user should fix every answer in one edit of the replay file, not one per run."""
+    changes = {
+        "project_slug": "Bad Slug",
+        "package_name": "import",
+        "aws_region": "mars",
+        "batch_size": "ten",
+        "lambda_memory_mb": "1.5",
+        "endpoint_concurrency": "",
+    }
+    assert options_refused(pre_gen_hook, **changes) >= set(changes)
+
+
+def test_a_rule_between_two_options_waits_until_both_are_valid(pre_gen_hook: ModuleType) -> None:
+    """A timeout of 1000 is already refused; also demanding visibility 6000 would mislead."""
+    refused = options_refused(pre_gen_hook, lambda_timeout_seconds="1000", visibility_timeout_seconds="60")
+    assert refused == {"lambda_timeout_seconds"}
+
+
+def test_the_report_names_each_answer_and_how_to_rerun(pre_gen_hook: ModuleType) -> None:
+    """The message must show what was given and point to `cookiecutter --replay`."""
+    answers = default_answers() | {
+        "batch_size": "20",
+        "features_queue_name": "in.fifo",
+        "_template": "gh:acme/cookiecutter-sagemaker-streaming",
+        "_repo_dir": "/home/me/.cookiecutters/cookiecutter-sagemaker-streaming",
+        "_output_dir": "/home/me/src",
+    }
+    report = pre_gen_hook.report(pre_gen_hook.validate(answers), answers)
+    assert "2 answers need fixing" in report
+    assert 'batch_size = "20"' in report
+    assert "maximum_batching_window_seconds" in report
+    assert 'features_queue_name = "in.fifo"' in report
+    assert "cookiecutter --replay gh:acme/cookiecutter-sagemaker-streaming -o /home/me/src" in report
+    assert "cookiecutter-sagemaker-streaming.json" in report
+
+
+def test_main_exits_1_only_when_an_answer_is_refused(
+    pre_gen_hook: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-zero exit is what makes cookiecutter stop and delete the half-made folder."""
+    assert pre_gen_hook.main() == 0
+    monkeypatch.setitem(pre_gen_hook.ANSWERS, "batch_size", "ten")
+    assert pre_gen_hook.main() == 1
+
+
+@pytest.mark.parametrize(
+    "project_name", ["Émile's Recs!", "Churn Scores For Every Subscription Tier And More", "My_App  v2"]
+)
+def test_names_derived_from_any_project_name_pass_validation(
+    pre_gen_hook: ModuleType, project_name: str
+) -> None:
+    """Most users type only a project name: the slug, package and AWS names derived from it must fit."""
+    assert pre_gen_hook.validate(default_answers({"project_name": project_name})) == []
