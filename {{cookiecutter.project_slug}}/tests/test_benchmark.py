@@ -1,0 +1,98 @@
+"""`make bench` runs end to end and writes the documented results; nothing here asserts a timing.
+
+The benchmark runs once, at tiny sizes with no endpoint latency, against a copy of the project
+with the test model. Its results.json is checked for the keys CI keeps as history, their types,
+and the API call counts that do not depend on timing.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+
+import pytest
+
+from {{ cookiecutter.package_name }}.benchmark import main
+from {{ cookiecutter.package_name }}.benchmark_report import HANDLER_LABELS
+from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
+
+HANDLERS = list(HANDLER_LABELS)
+CAN_PLOT = importlib.util.find_spec("matplotlib") is not None
+
+pytestmark = pytest.mark.local_pipeline
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, model_dir):
+    """Run the benchmark once for the module; yield (results.json as a dict, printed output, out dir)."""
+    project = tmp_path_factory.mktemp("project")
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy2(PROJECT_DIR / name, project / name)
+    for name in ("chalicelib", ".chalice"):
+        shutil.copytree(PROJECT_DIR / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "deploy*"))
+    shutil.copytree(model_dir, project / "model")
+    out = tmp_path_factory.mktemp("bench")
+    arguments = [
+        "--latency-ms", "0",
+        "--out", str(out),
+        "--project-dir", str(project),
+        "--batch-sizes", "1,10",
+        "--max-repeats", "2",
+        "--cpu-invocations", "1",
+        "--cold-start-repetitions", "1",
+        "--pipeline-messages", "20",
+        "--ceiling-messages", "20",
+    ]  # fmt: skip
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # Fake credentials, so nothing can reach a real AWS account.
+        for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
+            monkeypatch.delenv(variable, raising=False)
+        for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.setenv(variable, "testing")
+        output = _run(arguments if CAN_PLOT else [*arguments, "--no-plot"])
+    yield json.loads((out / "results.json").read_text()), output, out
+
+
+def _run(arguments):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(arguments, stream=None) == 0
+    return printed.getvalue()
+
+
+def test_every_documented_figure_is_written_with_a_sensible_type(bench_run):
+    results, _, out = bench_run
+    # With no endpoint latency a multiple is meaningless: null, while the milliseconds are kept.
+    assert results["batch10_latency_multiple"] == dict.fromkeys(HANDLERS)
+    assert all(results["batch10_latency_ms"][name] > 0 for name in HANDLERS)
+    assert set(results["calls_per_1000"]) == set(HANDLERS)
+    assert all(set(calls) == {"invoke", "publish", "other"} for calls in results["calls_per_1000"].values())
+    assert isinstance(results["cpu_ms_per_record"], float) and results["cpu_ms_per_record"] > 0
+    assert isinstance(results["import_ratio"], float) and results["import_ratio"] > 0
+    assert isinstance(results["package_bytes"], int) and results["package_bytes"] > 0
+    assert isinstance(results["local_throughput_fraction"], float) and results["local_throughput_fraction"] > 0
+    assert results["local_throughput"]["pipeline_lost"] == 0
+    assert set(results["targets_met"]) >= {"batch10_latency_multiple", "cpu_ms_per_record", "package_bytes"}
+    assert (out / "latency.png").exists() == CAN_PLOT
+
+
+def test_the_table_names_every_handler_and_the_targets(bench_run):
+    _, printed, _ = bench_run
+    for label in HANDLER_LABELS.values():
+        assert label in printed
+    assert "wall per batch of 10" in printed and "target" in printed and "How these figures are made" in printed
+
+
+def test_the_naive_baseline_makes_three_calls_per_record_one_of_them_get_queue_url(bench_run):
+    results, _, _ = bench_run
+    assert results["calls_per_1000"]["naive"] == {"invoke": 1000, "publish": 1000, "other": 1000}
+    assert results["get_queue_url_per_1000"]["naive"] == 1000
+
+
+def test_the_handler_makes_one_call_per_batch_and_no_per_record_get_queue_url(bench_run):
+    """Counts at 10 records per batch: batch mode one InvokeEndpoint, both modes one SendMessageBatch."""
+    results, _, _ = bench_run
+    assert results["calls_per_1000"]["batch"] == {"invoke": 100, "publish": 100, "other": 0}
+    assert results["calls_per_1000"]["per_record"] == {"invoke": 1000, "publish": 100, "other": 0}
+    assert results["get_queue_url_per_1000"]["batch"] == results["get_queue_url_per_1000"]["per_record"] == 0

@@ -1,0 +1,296 @@
+"""`make bench`: the handler's batch and per-record modes against a naive baseline, in one run.
+
+    python -m <package>.benchmark [--latency-ms 50] [--out bench]
+
+Prints a table with the targets, writes <out>/results.json and <out>/latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from .api_call_counter import ApiCallCounter
+from .benchmark_report import HANDLER_LABELS, judge, plot_latency, render_table, write_json
+from .deployment_footprint import build_package, measure_cold_start, unpack
+from .emulator import REGION, create_pipeline_queues, local_aws_environment
+from .endpoint_process import EndpointProcess
+from .handler_bench import HANDLERS, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
+from .lambda_trigger import FunctionConfiguration
+from .local_pipeline import ModelMissingError, cold_started_handler
+from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
+from .throughput_bench import QUEUE_HOPS, measure_throughput
+
+METHOD = """\
+How these figures are made (one process drives the handlers; moto and the endpoint run in
+child processes so their CPU is not the handler's):
+- wall per batch: app.handle_feature_events(event, context) called directly with Lambda-shaped
+  SQS events, dev stage environment, endpoint server with --latency-ms {latency} and the real
+  model; median of up to {repeats} invocations per batch size after one warm-up invocation.
+  Per-record mode is RECORDS_PER_ENDPOINT_CALL=1, batch mode 100, ENDPOINT_CONCURRENCY={concurrency}.
+- API calls: botocore before-call hooks on the handlers' boto3 session, warm invocations of
+  {reference} records (a cold start adds one GetQueueUrl per queue and process).
+- handler CPU: time.process_time() around each handler call (all its threads), endpoint at
+  0 ms latency in its own process, so the figure is parsing, envelopes, JSON and botocore work.
+- cold start: median over fresh interpreters run in the unpacked `chalice package` zip with
+  -B (Lambda compiles the package's .py files on every cold start): `import app` plus the
+  first batch_processor() (client creation), against `import boto3` plus two clients.
+- local throughput: run_local_pipeline (what `make local` runs) with a 0 ms model, predictions
+  per second, against a one-thread send/receive/delete loop on a shallow queue, same emulator."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure and how much of it."""
+
+    latency_ms: int = 50
+    out: Path = Path("bench")
+    batch_sizes: tuple[int, ...] = (1, 10, 25, 50, 100)
+    max_repeats: int = 5
+    cpu_invocations: int = 20
+    cold_start_repetitions: int = 7
+    pipeline_messages: int = 1000
+    ceiling_messages: int = 1000
+    endpoint_concurrency: int | None = None
+    stage: str = "dev"
+    project_dir: Path = PROJECT_DIR
+    plot: bool = True
+
+    def repeats(self, batch_size: int) -> int:
+        # About 100 records per batch size, so the naive baseline's slow large batches stay short.
+        return max(1, min(self.max_repeats, 100 // batch_size))
+
+
+class Progress:
+    """One line per stage on stderr, with the seconds since the benchmark started."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self._started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if self._stream is not None:
+            self._stream.write(f"[{time.monotonic() - self._started:6.1f}s] {message}\n")
+            self._stream.flush()
+
+
+def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    """Measure everything; return the results as the JSON document results.json holds."""
+    if REFERENCE_BATCH_SIZE not in options.batch_sizes:
+        raise ValueError(f"--batch-sizes must include {REFERENCE_BATCH_SIZE}")
+    stage = load_stage(options.stage, options.project_dir)
+    results: dict[str, Any] = {
+        "endpoint_latency_ms": options.latency_ms,
+        "batch_sizes": list(options.batch_sizes),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+    with stage_environment(stage), patched_environ(_fixed_environment(options)):
+        results["endpoint_concurrency"] = int(os.environ.get("ENDPOINT_CONCURRENCY") or 4)
+        results.update(_footprint(options, progress))
+        with (
+            local_aws_environment() as emulator_url,
+            EndpointProcess(options.project_dir / "model", options.latency_ms) as slow_endpoint,
+            EndpointProcess(options.project_dir / "model", 0) as fast_endpoint,
+        ):
+            progress(f"moto server at {emulator_url}; endpoints at {slow_endpoint.url} and {fast_endpoint.url}")
+            # The benchmark's own calls (queue set-up, purges) go through a session of their
+            # own, so the counter on the default session sees only the handlers' calls.
+            sqs = boto3.session.Session().client("sqs")
+            queues = create_pipeline_queues(sqs, stage.environment_variables)
+            function = FunctionConfiguration(stage.function_name, stage.lambda_timeout, stage.lambda_memory_size)
+            with ApiCallCounter() as counter, cold_started_handler(options.project_dir) as app:
+                bench = HandlerBench(app, sqs, queues.predictions_url, queues.features_arn, function, counter)
+                figures = _handler_figures(bench, options, slow_endpoint.url, fast_endpoint.url, progress)
+                app.batch_processor.cache_clear()
+            results.update(_handler_results(figures, options.latency_ms))
+            results.update(_throughput(sqs, options, progress))
+    return results
+
+
+def _fixed_environment(options: BenchOptions) -> dict[str, str | None]:
+    variables: dict[str, str | None] = {
+        # A fresh moto for this run, whatever the shell points at.
+        "AWS_ENDPOINT_URL": None,
+        "AWS_ENDPOINT_URL_SQS": None,
+        # moto refuses a second PurgeQueue within 60 s unless told not to; the benchmark purges
+        # the predictions queue after every invocation to keep it shallow.
+        "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or REGION,
+    }
+    if options.endpoint_concurrency is not None:
+        variables["ENDPOINT_CONCURRENCY"] = str(options.endpoint_concurrency)
+    return variables
+
+
+def _footprint(options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        progress("chalice package (deployment package size)")
+        environment = dict(os.environ)
+        package = build_package(options.project_dir, Path(work), options.stage, environment)
+        progress(
+            f"cold start: {options.cold_start_repetitions} x 2 fresh interpreters in the unpacked package "
+            f"(packaging took {package.seconds:.1f} s)"
+        )
+        cold = measure_cold_start(
+            unpack(package.zip_path, Path(work) / "unpacked"), environment, options.cold_start_repetitions
+        )
+    return {
+        "package_bytes": package.size_bytes,
+        "package_seconds": round(package.seconds, 2),
+        "import_ratio": round(cold.ratio, 3),
+        "cold_start_ms": {
+            "app_import": round(cold.app_import * 1000, 1),
+            "app_import_and_clients": round(cold.app_import_and_clients * 1000, 1),
+            "boto3_import_and_clients": round(cold.boto3_import_and_clients * 1000, 1),
+            "repetitions": cold.repetitions,
+        },
+    }
+
+
+def _handler_figures(
+    bench: HandlerBench, options: BenchOptions, slow_url: str, fast_url: str, progress: Progress
+) -> dict[str, HandlerFigures]:
+    figures = {}
+    sizes = ", ".join(str(size) for size in options.batch_sizes)
+    for name in HANDLERS:
+        progress(f"wall time and API calls, {HANDLER_LABELS[name]}: batches of {sizes}")
+        figures[name] = bench.measure(name, slow_url, options.batch_sizes, options.repeats)
+    for name in HANDLERS:
+        progress(f"handler CPU, {HANDLER_LABELS[name]}: {options.cpu_invocations} batches of {REFERENCE_BATCH_SIZE}")
+        figures[name].cpu_ms_per_record = bench.cpu_ms_per_record(name, fast_url, options.cpu_invocations)
+    return figures
+
+
+def _handler_results(figures: dict[str, HandlerFigures], latency_ms: int) -> dict[str, Any]:
+    def at(size: int) -> dict[str, float | None]:
+        return {name: _round(figure.latency_ms_by_batch_size.get(size), 1) for name, figure in figures.items()}
+
+    def multiple(size: int) -> dict[str, float | None]:
+        # With no artificial latency a multiple means nothing; the milliseconds still do.
+        return {
+            name: None if value is None or not latency_ms else round(value / latency_ms, 2)
+            for name, value in at(size).items()
+        }
+
+    return {
+        "latency_ms_by_batch_size": {
+            name: {str(size): round(ms, 1) for size, ms in figure.latency_ms_by_batch_size.items()}
+            for name, figure in figures.items()
+        },
+        "batch10_latency_ms": at(10),
+        "batch100_latency_ms": at(100),
+        "batch10_latency_multiple": multiple(10),
+        "batch100_latency_multiple": multiple(100),
+        "calls_per_1000": {
+            name: {kind: round(count, 1) for kind, count in figure.calls_per_1000.items()}
+            for name, figure in figures.items()
+        },
+        "get_queue_url_per_1000": {name: round(figure.get_queue_url_per_1000, 1) for name, figure in figures.items()},
+        "cpu_ms_per_record": _round(figures["batch"].cpu_ms_per_record, 3),
+        "cpu_ms_per_record_by_handler": {name: _round(figure.cpu_ms_per_record, 3) for name, figure in figures.items()},
+    }
+
+
+def _throughput(sqs: Any, options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    progress(
+        f"local throughput: {options.ceiling_messages} messages through a send/receive/delete loop, then "
+        f"{options.pipeline_messages} through the local pipeline"
+    )
+    try:
+        throughput = measure_throughput(sqs, options.project_dir, options.pipeline_messages, options.ceiling_messages)
+    except ModelMissingError as error:
+        return {"local_throughput_fraction": None, "local_throughput": {"not_measured": str(error)}}
+    return {
+        "local_throughput_fraction": round(throughput.fraction, 3),
+        "local_throughput": {
+            "pipeline_msg_per_s": round(throughput.pipeline_msg_per_s, 1),
+            "emulator_ceiling_msg_per_s": round(throughput.emulator_ceiling_msg_per_s, 1),
+            "queue_hops": QUEUE_HOPS,
+            "pipeline_messages": throughput.pipeline_messages,
+            "ceiling_messages": throughput.ceiling_messages,
+            "pipeline_lost": throughput.pipeline_lost,
+        },
+    }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("batch sizes are positive whole numbers, e.g. 1,10,100")
+    return sizes
+
+
+def parse_options(argv: Sequence[str] | None) -> BenchOptions:
+    defaults = BenchOptions()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=int, default=defaults.latency_ms, help="endpoint latency (default 50)")
+    parser.add_argument("--out", type=Path, default=defaults.out, help="directory for results.json and latency.png")
+    parser.add_argument("--batch-sizes", type=_sizes, default=defaults.batch_sizes, help="default 1,10,25,50,100")
+    parser.add_argument("--max-repeats", type=int, default=defaults.max_repeats, help="invocations per batch size")
+    parser.add_argument("--cpu-invocations", type=int, default=defaults.cpu_invocations)
+    parser.add_argument("--cold-start-repetitions", type=int, default=defaults.cold_start_repetitions)
+    parser.add_argument("--pipeline-messages", type=int, default=defaults.pipeline_messages)
+    parser.add_argument("--ceiling-messages", type=int, default=defaults.ceiling_messages)
+    parser.add_argument(
+        "--endpoint-concurrency", type=int, help="override the stage's ENDPOINT_CONCURRENCY for both modes"
+    )
+    parser.add_argument("--stage", default=defaults.stage, help="Chalice stage whose settings to use (default dev)")
+    parser.add_argument(
+        "--project-dir", type=Path, default=defaults.project_dir, help="project whose app.py and model/ to measure"
+    )
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="skip latency.png (no matplotlib)")
+    args = parser.parse_args(argv)
+    return BenchOptions(**vars(args))
+
+
+def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) -> int:
+    """Run the benchmark, print the table and the method, write results.json and latency.png."""
+    options = parse_options(argv)
+    progress = Progress(stream)
+    model = options.project_dir / "model" / "cooccurrence.json"
+    if not model.exists():
+        print(f"error: {model} does not exist: run `make train` first", file=sys.stderr)
+        return 2
+    results = run_benchmark(options, progress)
+    verdicts = judge(results)
+    results["targets_met"] = verdicts
+    write_json(results, options.out / "results.json")
+    if options.plot:
+        progress(f"plotting {options.out / 'latency.png'}")
+        plot_latency(results, options.out / "latency.png")
+    progress("done")
+    print(render_table(results))
+    print()
+    print(
+        METHOD.format(
+            latency=options.latency_ms,
+            repeats=options.max_repeats,
+            concurrency=results["endpoint_concurrency"],
+            reference=REFERENCE_BATCH_SIZE,
+        )
+    )
+    missed = [metric for metric, met in verdicts.items() if met is False]
+    print(f"\nwrote {options.out / 'results.json'}" + (f" and {options.out / 'latency.png'}" if options.plot else ""))
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Drives the handlers with Lambda-shaped SQS events: wall time per batch, AWS calls and handler CPU.
+
+Three handlers are measured the same way: app.py in batch mode (RECORDS_PER_ENDPOINT_CALL=100),
+app.py in per-record mode (RECORDS_PER_ENDPOINT_CALL=1), and naive_handler (Sagify's way). Each
+is warmed up with one invocation first, as a Lambda process that has served a request is, so
+the figures are steady state: a cold start adds one client creation and one GetQueueUrl per
+queue, once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import naive_handler
+from .api_call_counter import ApiCallCounter
+from .clickstream import sample_feature_events
+from .lambda_trigger import FunctionConfiguration, LambdaContext, lambda_sqs_record
+
+HANDLERS = ("batch", "per_record", "naive")
+RECORDS_PER_CALL = {"batch": "100", "per_record": "1"}
+# The batch size the call counts and CPU time are taken at: Lambda's default SQS batch size.
+REFERENCE_BATCH_SIZE = 10
+# Enough distinct records that a batch of 100 never repeats one.
+SAMPLE_RECORDS = 500
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def call_kind(service: str, operation: str) -> str:
+    """Which column of the call table an API call belongs to: invoke, publish or other."""
+    if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
+        return "invoke"
+    if service == "sqs" and operation in ("SendMessage", "SendMessageBatch"):
+        return "publish"
+    return "other"
+
+
+@dataclass
+class HandlerFigures:
+    """What one handler measured."""
+
+    latency_ms_by_batch_size: dict[int, float]
+    calls_per_1000: dict[str, float]
+    get_queue_url_per_1000: float
+    cpu_ms_per_record: float | None = None
+
+
+class HandlerBench:
+    """Runs one handler at a time against the emulator and an endpoint, purging the output queue."""
+
+    def __init__(
+        self,
+        app: Any,
+        sqs: Any,
+        predictions_url: str,
+        features_arn: str,
+        function: FunctionConfiguration,
+        counter: ApiCallCounter,
+    ) -> None:
+        """`sqs` must come from another boto3 session than the handlers', so purges are not counted."""
+        self._app = app
+        self._sqs = sqs
+        self._predictions_url = predictions_url
+        self._features_arn = features_arn
+        self._region = features_arn.split(":")[3]
+        self._function = function
+        self._counter = counter
+        self._bodies = [json.dumps(record) for record in sample_feature_events(SAMPLE_RECORDS, seed=11)]
+        self._next_body = 0
+
+    def use(self, name: str, endpoint_url: str) -> Handler:
+        """Configure the environment for handler `name`, drop cached clients, warm it up, return it."""
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
+        if name in RECORDS_PER_CALL:
+            os.environ["RECORDS_PER_ENDPOINT_CALL"] = RECORDS_PER_CALL[name]
+        self._app.batch_processor.cache_clear()
+        naive_handler.reset_clients()
+        handler: Handler = naive_handler.handle_feature_events if name == "naive" else self._app.handle_feature_events
+        self.invoke(handler, REFERENCE_BATCH_SIZE)
+        return handler
+
+    def invoke(self, handler: Handler, size: int) -> tuple[float, float]:
+        """Invoke once with `size` fresh records; return (wall seconds, CPU seconds) of the call alone."""
+        event = self._event(size)
+        context = LambdaContext(self._function, self._region, "000000000000")
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        response = handler(event, context)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        if response and response.get("batchItemFailures"):
+            raise RuntimeError(f"the handler failed records of a clean batch: {response['batchItemFailures']}")
+        # moto scans the whole queue on every send: an output queue left to fill would slow each
+        # later batch, so it is emptied between invocations, outside the timed part.
+        self._sqs.purge_queue(QueueUrl=self._predictions_url)
+        return wall, cpu
+
+    def measure(
+        self, name: str, endpoint_url: str, batch_sizes: Sequence[int], repeats: Callable[[int], int]
+    ) -> HandlerFigures:
+        """Median wall time per batch size, and the API calls made at the reference batch size."""
+        handler = self.use(name, endpoint_url)
+        latency: dict[int, float] = {}
+        calls: Counter[tuple[str, str]] = Counter()
+        records = 0
+        for size in batch_sizes:
+            self._counter.reset()
+            walls = [self.invoke(handler, size)[0] for _ in range(repeats(size))]
+            latency[size] = statistics.median(walls) * 1000
+            if size == REFERENCE_BATCH_SIZE:
+                calls = self._counter.snapshot()
+                records = size * len(walls)
+        if not records:
+            raise ValueError(f"batch sizes must include {REFERENCE_BATCH_SIZE}, the size calls are counted at")
+        per_kind: Counter[str] = Counter()
+        for (service, operation), count in calls.items():
+            per_kind[call_kind(service, operation)] += count
+        scale = 1000 / records
+        return HandlerFigures(
+            latency_ms_by_batch_size=latency,
+            calls_per_1000={kind: per_kind[kind] * scale for kind in ("invoke", "publish", "other")},
+            get_queue_url_per_1000=calls[("sqs", "GetQueueUrl")] * scale,
+        )
+
+    def cpu_ms_per_record(self, name: str, endpoint_url: str, invocations: int) -> float:
+        """Process CPU time inside the handler per record, with the endpoint in another process."""
+        handler = self.use(name, endpoint_url)
+        cpu = sum(self.invoke(handler, REFERENCE_BATCH_SIZE)[1] for _ in range(invocations))
+        return cpu * 1000 / (invocations * REFERENCE_BATCH_SIZE)
+
+    def _event(self, size: int) -> dict[str, Any]:
+        now_ms = str(int(time.time() * 1000))
+        records = []
+        for _ in range(size):
+            body = self._bodies[self._next_body % len(self._bodies)]
+            self._next_body += 1
+            message = {
+                "MessageId": str(uuid.uuid4()),
+                "ReceiptHandle": uuid.uuid4().hex,
+                "Body": body,
+                "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "Attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": now_ms,
+                    "SenderId": "BENCHMARK",
+                    "ApproximateFirstReceiveTimestamp": now_ms,
+                },
+            }
+            records.append(lambda_sqs_record(message, self._features_arn, self._region))
+        return {"Records": records}
