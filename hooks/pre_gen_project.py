@@ -46,6 +46,8 @@ PROJECT_SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*")
 # SageMaker's own pattern for EndpointName and ModelName.
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 # The shape of every AWS region code: eu-west-1, us-gov-west-1, us-isob-east-1, ...
+# SageMaker hosting instance types look like ml.m5.large or ml.g5.12xlarge.
+INSTANCE_TYPE_PATTERN = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 AWS_REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
 # The dev stage in .chalice/config.json names its own queues and endpoint `<name>-dev`, so the
@@ -78,12 +80,16 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "visibility_timeout_seconds": (0, 43_200),
     "records_per_endpoint_call": (1, 10_000),
     "endpoint_concurrency": (1, 64),
+    "serverless_max_concurrency": (1, 200),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "lambda_runtime": ("python3.12", "python3.13"),
     "endpoint_content_type": ("application/json", "application/jsonlines"),
     "endpoint_call_mode": ("batch", "per-record"),
+    "endpoint_kind": ("realtime", "serverless"),
+    # SageMaker serverless memory: 1024-6144 MB in 1 GB steps.
+    "serverless_memory_mb": ("1024", "2048", "3072", "4096", "5120", "6144"),
 }
 
 QUEUE_OPTIONS = ("features_queue_name", "predictions_queue_name", "dead_letter_queue_name")
@@ -215,6 +221,13 @@ def aws_region_problems(region: object) -> list[str]:
     return []
 
 
+def instance_type_problems(instance_type: object) -> list[str]:
+    """Explain why a value is not a SageMaker hosting instance type."""
+    if not isinstance(instance_type, str) or not INSTANCE_TYPE_PATTERN.fullmatch(instance_type):
+        return ["must be a SageMaker instance type such as ml.m5.large or ml.c5.xlarge"]
+    return []
+
+
 def queue_name_problems(name: object) -> list[str]:
     """Explain why a value cannot name a standard SQS queue."""
     if not isinstance(name, str):
@@ -319,6 +332,7 @@ def single_option_checks() -> dict[str, Callable[[object], list[str]]]:
         "endpoint_name": endpoint_name_problems,
         "model_version": model_version_problems,
         "aws_region": aws_region_problems,
+        "endpoint_instance_type": instance_type_problems,
     }
     checks.update({option: queue_name_problems for option in QUEUE_OPTIONS})
     checks.update(

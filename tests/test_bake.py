@@ -29,6 +29,8 @@ COMBINATIONS: list[dict[str, str]] = [
         "lambda_memory_mb": "10240",
         "records_per_endpoint_call": "500",
         "endpoint_concurrency": "64",
+        "endpoint_kind": "serverless",
+        "serverless_memory_mb": "6144",
     },
     {
         # The longest slug Chalice's Lambda function name allows, and names unlike the defaults.

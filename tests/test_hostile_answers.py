@@ -42,6 +42,9 @@ REFUSED: list[tuple[dict[str, str], str]] = [
     ({"lambda_timeout_seconds": "900", "visibility_timeout_seconds": "60"}, "visibility_timeout_seconds"),
     ({"endpoint_call_mode": "per-record", "records_per_endpoint_call": "100"}, "records_per_endpoint_call"),
     ({"endpoint_concurrency": "0"}, "endpoint_concurrency"),
+    ({"endpoint_instance_type": "m5.large"}, "endpoint_instance_type"),
+    ({"endpoint_instance_type": INJECTION}, "endpoint_instance_type"),
+    ({"serverless_max_concurrency": "201"}, "serverless_max_concurrency"),
 ]
 
 

@@ -25,7 +25,7 @@ from .benchmark_report import HANDLER_LABELS, judge, plot_latency, render_table,
 from .deployment_footprint import build_package, measure_cold_start, unpack
 from .emulator import REGION, create_pipeline_queues, local_aws_environment
 from .endpoint_process import EndpointProcess
-from .handler_bench import HANDLERS, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
+from .handler_bench import HANDLERS, PER_RECORD_CONCURRENCY, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
 from .lambda_trigger import FunctionConfiguration
 from .local_pipeline import ModelMissingError, cold_started_handler
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
@@ -37,7 +37,8 @@ child processes so their CPU is not the handler's):
 - wall per batch: app.handle_feature_events(event, context) called directly with Lambda-shaped
   SQS events, dev stage environment, endpoint server with --latency-ms {latency} and the real
   model; median of up to {repeats} invocations per batch size after one warm-up invocation.
-  Per-record mode is RECORDS_PER_ENDPOINT_CALL=1, batch mode 100, ENDPOINT_CONCURRENCY={concurrency}.
+  Per-record mode is RECORDS_PER_ENDPOINT_CALL=1 with ENDPOINT_CONCURRENCY={per_record_concurrency},
+  batch mode 100 with ENDPOINT_CONCURRENCY={concurrency}.
 - API calls: botocore before-call hooks on the handlers' boto3 session, warm invocations of
   {reference} records (a cold start adds one GetQueueUrl per queue and process).
 - handler CPU: time.process_time() around each handler call (all its threads), endpoint at
@@ -111,7 +112,15 @@ def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             queues = create_pipeline_queues(sqs, stage.environment_variables)
             function = FunctionConfiguration(stage.function_name, stage.lambda_timeout, stage.lambda_memory_size)
             with ApiCallCounter() as counter, cold_started_handler(options.project_dir) as app:
-                bench = HandlerBench(app, sqs, queues.predictions_url, queues.features_arn, function, counter)
+                bench = HandlerBench(
+                    app,
+                    sqs,
+                    queues.predictions_url,
+                    queues.features_arn,
+                    function,
+                    counter,
+                    per_record_concurrency=str(options.endpoint_concurrency or PER_RECORD_CONCURRENCY),
+                )
                 figures = _handler_figures(bench, options, slow_endpoint.url, fast_endpoint.url, progress)
                 app.batch_processor.cache_clear()
             results.update(_handler_results(figures, options.latency_ms))
@@ -282,6 +291,7 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
             latency=options.latency_ms,
             repeats=options.max_repeats,
             concurrency=results["endpoint_concurrency"],
+            per_record_concurrency=options.endpoint_concurrency or PER_RECORD_CONCURRENCY,
             reference=REFERENCE_BATCH_SIZE,
         )
     )

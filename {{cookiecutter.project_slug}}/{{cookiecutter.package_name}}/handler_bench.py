@@ -27,6 +27,8 @@ from .lambda_trigger import FunctionConfiguration, LambdaContext, lambda_sqs_rec
 
 HANDLERS = ("batch", "per_record", "naive")
 RECORDS_PER_CALL = {"batch": "100", "per_record": "1"}
+# What the template gives a per-record project, so a batch of 10 goes out in one wave of calls.
+PER_RECORD_CONCURRENCY = "10"
 # The batch size the call counts and CPU time are taken at: Lambda's default SQS batch size.
 REFERENCE_BATCH_SIZE = 10
 # Enough distinct records that a batch of 100 never repeats one.
@@ -65,8 +67,13 @@ class HandlerBench:
         features_arn: str,
         function: FunctionConfiguration,
         counter: ApiCallCounter,
+        per_record_concurrency: str = PER_RECORD_CONCURRENCY,
     ) -> None:
         """`sqs` must come from another boto3 session than the handlers', so purges are not counted."""
+        self._concurrency = {
+            "batch": os.environ.get("ENDPOINT_CONCURRENCY") or "4",
+            "per_record": per_record_concurrency,
+        }
         self._app = app
         self._sqs = sqs
         self._predictions_url = predictions_url
@@ -82,6 +89,7 @@ class HandlerBench:
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
         if name in RECORDS_PER_CALL:
             os.environ["RECORDS_PER_ENDPOINT_CALL"] = RECORDS_PER_CALL[name]
+            os.environ["ENDPOINT_CONCURRENCY"] = self._concurrency[name]
         self._app.batch_processor.cache_clear()
         naive_handler.reset_clients()
         handler: Handler = naive_handler.handle_feature_events if name == "naive" else self._app.handle_feature_events

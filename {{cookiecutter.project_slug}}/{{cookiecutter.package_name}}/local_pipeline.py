@@ -18,21 +18,27 @@ import math
 import random
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import boto3
 from chalice.app import SQSEventConfig
 
 from .clickstream import sample_feature_events
-from .emulator import VISIBILITY_TIMEOUT_SECONDS, PipelineQueues, create_pipeline_queues, local_aws_environment
+from .emulator import (
+    MAX_RECEIVE_COUNT,
+    VISIBILITY_TIMEOUT_SECONDS,
+    PipelineQueues,
+    create_pipeline_queues,
+    local_aws_environment,
+)
 from .endpoint_server import LocalEndpoint
-from .lambda_trigger import FunctionConfiguration, SqsTrigger
+from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger
 from .stage import (
     HANDLER_NAME,
     PROJECT_DIR,
@@ -77,6 +83,14 @@ class PipelineSummary:
     # The prediction envelopes and the dead-letter queue's messages, for tests and inspection.
     predictions: list[dict[str, Any]] = field(default_factory=list, repr=False)
     dead_letters: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # Events never sent because the run stalled with the in-flight limit reached.
+    unsent: int = 0
+    # Messages still in the features queue when the run ended (retention would drop them).
+    stranded: int = 0
+    # Records handed to the handler, redeliveries included.
+    deliveries: int = 0
+    # Every arrival per message id, for the soak's exact ledger.
+    ledger: Ledger | None = field(default=None, repr=False)
 
     def table(self) -> str:
         """The summary as an aligned two-column table."""
@@ -93,6 +107,8 @@ class PipelineSummary:
             ("elapsed", f"{self.elapsed_seconds:.1f} s"),
             ("invocations", f"{self.invocations} ({self.failed_batches} failed as a whole)"),
         ]
+        # Only a run that went wrong has these; a clean run's table stays as it always was.
+        rows += [(name, str(value)) for name, value in (("unsent", self.unsent), ("stranded", self.stranded)) if value]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -107,6 +123,28 @@ def percentile(values: Sequence[float], percent: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+class OutgoingEvent(Protocol):
+    """What the pipeline sends: an id for the ledger and the message body."""
+
+    event_id: str
+
+    def body(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class PipelineHooks:
+    """Where a fault-injection run (the soak, the fault tests) plugs into the pipeline; all optional."""
+
+    # Called once the local endpoint serves and the queues exist, before the first event is sent.
+    endpoint_ready: Callable[[LocalEndpoint], None] | None = None
+    # Given app.handle_feature_events, returns the handler the trigger invokes instead.
+    wrap_handler: Callable[[Handler], Handler] | None = None
+    # Called after each batch of events is sent, with how many have been sent so far.
+    events_sent: Callable[[int], None] | None = None
+    # For predictions that are not envelopes (a foreign handler's): the event id one belongs to.
+    prediction_event_id: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,26 +223,52 @@ class ProgressLine:
 class Ledger:
     """Which sent messages have come out the other end, and how."""
 
-    def __init__(self) -> None:
+    def __init__(self, prediction_event_id: Callable[[Any], str | None] | None = None) -> None:
         self.sent_ids: set[str] = set()
         self.accounted: set[str] = set()
         self.duplicates = 0
         self.predictions: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.last_accounted_at = time.monotonic()
+        # Per message id: its event id, when it was sent, and every arrival (duplicates included).
+        self.event_ids: dict[str, str] = {}
+        self.message_ids: dict[str, str] = {}
+        self.sent_at: dict[str, float] = {}
+        self.prediction_arrivals: Counter[str] = Counter()
+        self.dead_letter_arrivals: dict[str, list[dict[str, Any]]] = {}
+        self._prediction_event_id = prediction_event_id
 
     @property
     def in_flight(self) -> int:
         return len(self.sent_ids) - len(self.accounted)
 
-    def record_prediction(self, envelope: dict[str, Any]) -> None:
-        if self._account(envelope.get("message_id")):
+    def record_sent(self, message_id: str, event_id: str) -> None:
+        self.sent_ids.add(message_id)
+        self.event_ids[message_id] = event_id
+        self.message_ids[event_id] = message_id
+        self.sent_at[message_id] = time.monotonic()
+
+    def in_flight_younger_than(self, seconds: float) -> int:
+        """Messages not accounted for that were sent less than `seconds` ago."""
+        oldest = time.monotonic() - seconds
+        return sum(1 for message_id, sent in self.sent_at.items() if sent > oldest and message_id not in self.accounted)
+
+    def record_prediction(self, envelope: Any) -> None:
+        message_id = envelope.get("message_id") if isinstance(envelope, dict) else None
+        if message_id is None and self._prediction_event_id is not None:
+            message_id = self.message_ids.get(self._prediction_event_id(envelope) or "")
+        if message_id in self.sent_ids:
+            self.prediction_arrivals[message_id] += 1
+        if self._account(message_id):
             self.predictions.append(envelope)
 
     def record_dead_letter(self, message: dict[str, Any]) -> None:
         # The handler names the features message; a message the queue's redrive moved keeps its id.
         source = message.get("MessageAttributes", {}).get("source_message_id", {}).get("StringValue")
-        if self._account(source or message["MessageId"]):
+        message_id = source or message["MessageId"]
+        if message_id in self.sent_ids:
+            self.dead_letter_arrivals.setdefault(message_id, []).append(message)
+        if self._account(message_id):
             self.dead_letters.append(message)
 
     def _account(self, message_id: str | None) -> bool:
@@ -260,6 +324,12 @@ def run_local_pipeline(
     stall_timeout_seconds: float | None = None,
     max_in_flight: int | None = None,
     progress: TextIO | None = sys.stderr,
+    events: Sequence[OutgoingEvent] | None = None,
+    max_receive_count: int | None = MAX_RECEIVE_COUNT,
+    function_timeout_seconds: int | None = None,
+    hooks: PipelineHooks | None = None,
+    settle: bool = False,
+    stuck_after_seconds: float | None = None,
 ) -> PipelineSummary:
     """Run the pipeline once and account for every message sent.
 
@@ -268,14 +338,24 @@ def run_local_pipeline(
     after the visibility timeout); what is still missing then counts as lost. `model_dir`
     defaults to the project's model/; `max_in_flight` to MAX_IN_FLIGHT, or two batches when the
     trigger's batch size is larger, so that batches can still fill.
+
+    For fault injection: `events` replaces the sample events; `max_receive_count` None runs the
+    features queue without a redrive policy; `function_timeout_seconds` overrides the stage's
+    Lambda timeout; `hooks` reach the endpoint, the handler and the sending; `settle` keeps the
+    run going until the features queue is empty, so redeliveries still pending are processed and
+    their duplicates counted; `stuck_after_seconds` stops counting messages that old against the
+    in-flight limit, so a handler that strands records cannot stop the sending.
     """
     model_dir = model_dir or project_dir / "model"
     if not (model_dir / "cooccurrence.json").exists():
         raise ModelMissingError(f"{model_dir / 'cooccurrence.json'} does not exist: run `make train` first")
     settings = load_stage(stage, project_dir)
+    function_timeout = function_timeout_seconds or settings.lambda_timeout
     if stall_timeout_seconds is None:
-        stall_timeout_seconds = visibility_timeout_seconds + settings.lambda_timeout + 10
-    events = sample_events(count, seed, malformed_rate)
+        stall_timeout_seconds = visibility_timeout_seconds + function_timeout + 10
+    if events is None:
+        events = sample_events(count, seed, malformed_rate)
+    hooks = hooks or PipelineHooks()
     with (
         stage_environment(settings),
         local_aws_environment(),
@@ -284,14 +364,34 @@ def run_local_pipeline(
     ):
         sqs = boto3.client("sqs")
         queues = create_pipeline_queues(
-            sqs, settings.environment_variables, visibility_timeout_seconds=visibility_timeout_seconds
+            sqs,
+            settings.environment_variables,
+            max_receive_count=max_receive_count or MAX_RECEIVE_COUNT,
+            visibility_timeout_seconds=visibility_timeout_seconds,
         )
+        if max_receive_count is None:
+            # An empty policy removes it: failing records then come back until retention drops them.
+            sqs.set_queue_attributes(QueueUrl=queues.features_url, Attributes={"RedrivePolicy": ""})
+        if hooks.endpoint_ready is not None:
+            hooks.endpoint_ready(endpoint)
         with cold_started_handler(project_dir) as app:
             mapping = _sqs_event_source(app)
             limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * mapping.batch_size)
-            with _local_trigger(app, mapping, settings, queues) as trigger:
-                ledger, elapsed = _send_and_account(sqs, queues, events, limit, stall_timeout_seconds, progress)
+            handler = app.handle_feature_events
+            if hooks.wrap_handler is not None:
+                handler = hooks.wrap_handler(handler)
+            trigger = _local_trigger(handler, mapping, settings, queues, function_timeout)
+            with trigger:
+                ledger, elapsed, unsent = _send_and_account(
+                    sqs,
+                    queues,
+                    events,
+                    _Pacing(limit, stall_timeout_seconds, settle, stuck_after_seconds),
+                    hooks,
+                    progress,
+                )
             stats = trigger.stats
+        stranded = _queue_depth(sqs, queues.features_url)
     latencies = [envelope["latency_ms"] for envelope in ledger.predictions if envelope.get("latency_ms") is not None]
     return PipelineSummary(
         sent=len(ledger.sent_ids),
@@ -308,6 +408,10 @@ def run_local_pipeline(
         failed_batches=stats.failed_batches,
         predictions=ledger.predictions,
         dead_letters=ledger.dead_letters,
+        unsent=unsent,
+        stranded=stranded,
+        deliveries=stats.records_delivered,
+        ledger=ledger,
     )
 
 
@@ -319,13 +423,15 @@ def _sqs_event_source(app: Any) -> SQSEventConfig:
     raise RuntimeError(f"app.py declares no @app.on_sqs_message handler named {HANDLER_NAME}")
 
 
-def _local_trigger(app: Any, mapping: SQSEventConfig, settings: StageSettings, queues: PipelineQueues) -> SqsTrigger:
+def _local_trigger(
+    handler: Handler, mapping: SQSEventConfig, settings: StageSettings, queues: PipelineQueues, timeout_seconds: int
+) -> SqsTrigger:
     return SqsTrigger(
-        app.handle_feature_events,
+        handler,
         queue_url=queues.features_url,
         function=FunctionConfiguration(
             function_name=settings.function_name,
-            timeout_seconds=settings.lambda_timeout,
+            timeout_seconds=timeout_seconds,
             memory_size_mb=settings.lambda_memory_size,
         ),
         batch_size=mapping.batch_size,
@@ -334,37 +440,88 @@ def _local_trigger(app: Any, mapping: SQSEventConfig, settings: StageSettings, q
     )
 
 
+@dataclass(frozen=True)
+class _Pacing:
+    """How the sender paces itself and when the run is over."""
+
+    max_in_flight: int
+    stall_timeout_seconds: float
+    settle: bool = False
+    stuck_after_seconds: float | None = None
+
+
 def _send_and_account(
     sqs: Any,
     queues: PipelineQueues,
-    events: list[SampleEvent],
-    max_in_flight: int,
-    stall_timeout_seconds: float,
+    events: Sequence[OutgoingEvent],
+    pacing: _Pacing,
+    hooks: PipelineHooks,
     progress: TextIO | None,
-) -> tuple[Ledger, float]:
-    """Send every event while reading both output queues; return the ledger and the seconds taken."""
-    ledger = Ledger()
+) -> tuple[Ledger, float, int]:
+    """Send every event while reading both output queues; return the ledger, the seconds taken
+    and how many events were never sent."""
+    ledger = Ledger(hooks.prediction_event_id)
     started = ledger.last_accounted_at
     unsent = deque(events)
     progress_line = ProgressLine(len(events), progress)
+
+    def in_flight() -> int:
+        if pacing.stuck_after_seconds is None:
+            return ledger.in_flight
+        return ledger.in_flight_younger_than(pacing.stuck_after_seconds)
+
     try:
-        while unsent or (ledger.in_flight and time.monotonic() - ledger.last_accounted_at < stall_timeout_seconds):
-            while unsent and ledger.in_flight < max_in_flight:
+        while True:
+            while unsent and in_flight() < pacing.max_in_flight:
                 _send_batch(sqs, queues.features_url, unsent, ledger)
+                if hooks.events_sent is not None:
+                    hooks.events_sent(len(ledger.sent_ids))
             _drain(sqs, queues, ledger)
             progress_line.show(len(ledger.sent_ids), len(ledger.accounted))
+            if time.monotonic() - ledger.last_accounted_at >= pacing.stall_timeout_seconds:
+                break
+            if not unsent and not ledger.in_flight:
+                if not pacing.settle:
+                    break
+                if not _queue_depth(sqs, queues.features_url):
+                    # Publishing comes before the delete, so what the last invocation sent is out.
+                    _drain_until_empty(sqs, queues, ledger)
+                    break
     finally:
         progress_line.close()
-    return ledger, ledger.last_accounted_at - started
+    return ledger, ledger.last_accounted_at - started, len(unsent)
 
 
-def _send_batch(sqs: Any, queue_url: str, unsent: deque[SampleEvent], ledger: Ledger) -> None:
+def _queue_depth(sqs: Any, queue_url: str) -> int:
+    """Messages in a queue: visible, in flight and delayed."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
+def _drain_until_empty(sqs: Any, queues: PipelineQueues, ledger: Ledger) -> None:
+    while _receive_and_delete_into(sqs, queues, ledger):
+        pass
+
+
+def _receive_and_delete_into(sqs: Any, queues: PipelineQueues, ledger: Ledger) -> int:
+    predictions = _receive_and_delete(sqs, queues.predictions_url, wait_seconds=0)
+    for message in predictions:
+        ledger.record_prediction(json.loads(message["Body"]))
+    dead_letters = _receive_and_delete(sqs, queues.dead_letter_url, wait_seconds=0)
+    for message in dead_letters:
+        ledger.record_dead_letter(message)
+    return len(predictions) + len(dead_letters)
+
+
+def _send_batch(sqs: Any, queue_url: str, unsent: deque[OutgoingEvent], ledger: Ledger) -> None:
     batch = [unsent.popleft() for _ in range(min(SEND_BATCH_SIZE, len(unsent)))]
     response = sqs.send_message_batch(
         QueueUrl=queue_url,
         Entries=[{"Id": str(position), "MessageBody": event.body()} for position, event in enumerate(batch)],
     )
-    ledger.sent_ids.update(entry["MessageId"] for entry in response.get("Successful", []))
+    for entry in response.get("Successful", []):
+        ledger.record_sent(entry["MessageId"], batch[int(entry["Id"])].event_id)
     # Entries SQS refused were not sent: they go back to the front and are tried again.
     unsent.extendleft(reversed([batch[int(entry["Id"])] for entry in response.get("Failed", [])]))
 

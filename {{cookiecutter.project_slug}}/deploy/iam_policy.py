@@ -1,0 +1,154 @@
+"""The Lambda function's least-privilege IAM policy, for CloudFormation or for `chalice deploy`.
+
+    python -m deploy.iam_policy --stage dev            # writes .chalice/policy-dev.json
+
+The policy names only this stage's queues, its endpoint and its own log group. Every action the
+function needs supports resource-level permissions, so no statement uses "*". The statements come
+in two forms: with CloudFormation references (the merge template, where the stack creates the
+queues and the log group) and with the account's literal ARNs (the file that
+`chalice deploy --no-autogen-policy` embeds as is, where Lambda creates the log group itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+
+from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
+
+from .cli import run
+from .names import endpoint_arn_name
+from .queues import DEAD_LETTER_QUEUE, FEATURES_QUEUE, PREDICTIONS_QUEUE
+from .settings import DeploySettings, load_settings
+
+Resource = str | dict[str, Any]
+# Written without an f-string: CloudFormation's ${...} would need doubled braces there.
+STACK_ARN_PREFIX = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:"
+
+
+class ArnSource(Protocol):
+    """How a policy refers to each resource it names."""
+
+    def queue(self, logical_id: str, name: str) -> Resource: ...
+
+    def endpoint(self, name: str) -> Resource: ...
+
+    def log_group(self, function_name: str) -> list[Resource]: ...
+
+    @property
+    def creates_log_group(self) -> bool: ...
+
+
+class StackArns:
+    """References CloudFormation resolves: the stack's own queues, in the stack's account and region."""
+
+    creates_log_group = False
+
+    def queue(self, logical_id: str, name: str) -> Resource:
+        return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+    def endpoint(self, name: str) -> Resource:
+        return {"Fn::Sub": STACK_ARN_PREFIX % "sagemaker" + "endpoint/" + endpoint_arn_name(name)}
+
+    def log_group(self, function_name: str) -> list[Resource]:
+        return [{"Fn::Sub": STACK_ARN_PREFIX % "logs" + "log-group:/aws/lambda/" + function_name + ":*"}]
+
+
+@dataclass(frozen=True)
+class AccountArns:
+    """Literal ARNs in one account and region."""
+
+    partition: str
+    region: str
+    account_id: str
+    # Without the stack nobody creates the log group beforehand: Lambda does, on first use.
+    creates_log_group = True
+
+    def queue(self, logical_id: str, name: str) -> Resource:
+        return f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{name}"
+
+    def endpoint(self, name: str) -> Resource:
+        return f"arn:{self.partition}:sagemaker:{self.region}:{self.account_id}:endpoint/{endpoint_arn_name(name)}"
+
+    def log_group(self, function_name: str) -> list[Resource]:
+        group = f"arn:{self.partition}:logs:{self.region}:{self.account_id}:log-group:/aws/lambda/{function_name}"
+        # CreateLogGroup is checked against the group, the stream actions against group:*.
+        return [group, f"{group}:*"]
+
+
+def function_policy(settings: DeploySettings, arns: ArnSource) -> dict[str, Any]:
+    """The policy document of the function's role: exactly what the handler and its trigger call."""
+    queues = settings.queues
+    log_actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    if arns.creates_log_group:
+        log_actions.insert(0, "logs:CreateLogGroup")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # What Lambda's SQS event source polls with on the function's behalf.
+                "Sid": "ReceiveFeatureEvents",
+                "Effect": "Allow",
+                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                "Resource": [arns.queue(FEATURES_QUEUE, queues.features)],
+            },
+            {
+                # SendMessageBatch is authorised as sqs:SendMessage.
+                "Sid": "PublishPredictionsAndDeadLetters",
+                "Effect": "Allow",
+                "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+                "Resource": [
+                    arns.queue(PREDICTIONS_QUEUE, queues.predictions),
+                    arns.queue(DEAD_LETTER_QUEUE, queues.dead_letters),
+                ],
+            },
+            {
+                "Sid": "InvokeModelEndpoint",
+                "Effect": "Allow",
+                "Action": ["sagemaker:InvokeEndpoint"],
+                "Resource": [arns.endpoint(settings.endpoint.name)],
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": log_actions,
+                "Resource": arns.log_group(settings.function_name),
+            },
+        ],
+    }
+
+
+def account_arns(region: str) -> AccountArns:
+    """Literal ARNs for the account the current credentials belong to."""
+    caller = boto3.client("sts", region_name=region).get_caller_identity()
+    partition = caller["Arn"].split(":")[1]
+    return AccountArns(partition=partition, region=region, account_id=caller["Account"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write .chalice/policy-<stage>.json for `chalice deploy --no-autogen-policy`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--account-id", help="12-digit account id (default: the current credentials' account)")
+    parser.add_argument("--partition", default="aws", help="with --account-id: aws, aws-cn or aws-us-gov")
+    parser.add_argument("--out", type=Path, help="file to write (default: .chalice/policy-<stage>.json)")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.stage)
+    if args.account_id:
+        arns = AccountArns(partition=args.partition, region=settings.region, account_id=args.account_id)
+    else:
+        arns = account_arns(settings.region)
+    out = args.out or PROJECT_DIR / ".chalice" / f"policy-{args.stage}.json"
+    out.write_text(json.dumps(function_policy(settings, arns), indent=2) + "\n", encoding="utf-8")
+    print(f"Wrote {out} for account {arns.account_id}: {len(function_policy(settings, arns)['Statement'])} statements")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,66 @@
+"""AWS's naming rules for what the deploy scripts create, checked again at run time.
+
+The template's hooks check the answers once, but they can be skipped (`--accept-hooks no`) and
+the files edited later, so every deploy command checks the names it is about to use.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# SageMaker's pattern for EndpointName, EndpointConfigName and ModelName.
+SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+SAGEMAKER_NAME_LIMIT = 63
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+# S3's rules for new general purpose buckets (no dots: they break TLS on virtual-hosted URLs).
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+KEY_PREFIX = re.compile(r"[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*")
+S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>\S+)")
+ECR_IMAGE_URI = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repository>[a-z0-9._/-]+)(:[\w.-]+|@sha256:[0-9a-f]{64})"
+)
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}")
+INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+IAM_ROLE_NAME_LIMIT = 64
+# A UTC second suffixes each model and endpoint config, so every deploy gets fresh names.
+VERSION_SUFFIX_FORMAT = "%Y%m%d-%H%M%S"
+VERSION_SUFFIX_LENGTH = len("-20261125-105800")
+
+
+def sagemaker_name_problem(name: str) -> str | None:
+    """Say why a name cannot be a SageMaker endpoint or model name, or None if it can."""
+    if not SAGEMAKER_NAME.fullmatch(name):
+        return (
+            f"{name!r} is not a SageMaker name: letters, digits and hyphens, starting and ending "
+            "with a letter or digit, at most 63 characters"
+        )
+    return None
+
+
+def queue_name_problem(name: str) -> str | None:
+    """Say why a name cannot be a standard SQS queue name, or None if it can."""
+    if not QUEUE_NAME.fullmatch(name):
+        return f"{name!r} is not an SQS queue name: 1-80 letters, digits, hyphens and underscores"
+    return None
+
+
+def versioned_name(endpoint_name: str, now: datetime | None = None) -> str:
+    """Name a new model and endpoint config after the endpoint, unique to the second."""
+    stamp = (now or datetime.now(UTC)).strftime(VERSION_SUFFIX_FORMAT)
+    stem = endpoint_name[: SAGEMAKER_NAME_LIMIT - VERSION_SUFFIX_LENGTH].rstrip("-")
+    return f"{stem}-{stamp}"
+
+
+def execution_role_name(endpoint_name: str) -> str:
+    """Name the IAM role SageMaker runs the endpoint's container with."""
+    return f"sagemaker-{endpoint_name}"[:IAM_ROLE_NAME_LIMIT].rstrip("-")
+
+
+def endpoint_arn_name(endpoint_name: str) -> str:
+    """SageMaker lowercases names in ARNs, and IAM compares resource ARNs case-sensitively."""
+    return endpoint_name.lower()

@@ -1,0 +1,126 @@
+"""`make deploy` / `make destroy` against moto's CloudFormation: change sets, no-op, DLQ guard.
+
+moto cannot run the SAM transform, and its CloudFormation skips queue policies and alarms (with a
+warning) and returns no stack outputs after a change set. So the stack deployed here is the
+packaged template without those: the queues, log group and dashboard exactly as packaged. The
+rest is checked on the template itself in test_packaging.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deploy.cli import DeployError
+from deploy.package import package
+from deploy.progress import Poller
+from deploy.settings import load_settings
+from deploy.stack_deploy import StackClients, checked_template, deploy_stack, stack_status
+from deploy.stack_destroy import destroy_stack
+
+BUCKET = "team-pipeline-artifacts"
+MOTO_UNSUPPORTED = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm"}
+
+
+@pytest.fixture(scope="module")
+def packaged_dir(tmp_path_factory) -> Path:
+    return package(load_settings("dev"), tmp_path_factory.mktemp("package")).parent
+
+
+@pytest.fixture
+def settings():
+    return load_settings("dev", {"artifacts.bucket": BUCKET})
+
+
+@pytest.fixture
+def aws(aws_credentials, settings):
+    with mock_aws():
+        clients = StackClients.for_region(settings.region)
+        location = (
+            {}
+            if settings.region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": settings.region}}
+        )
+        clients.s3.create_bucket(Bucket=BUCKET, **location)
+        yield clients
+
+
+@pytest.fixture
+def moto_package(packaged_dir, tmp_path) -> Path:
+    """The packaged template minus what moto's CloudFormation cannot create."""
+    template = json.loads((packaged_dir / "sam.json").read_text())
+    del template["Transform"], template["Outputs"]
+    template["Resources"] = {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] not in MOTO_UNSUPPORTED
+    }
+    out = tmp_path / "package"
+    out.mkdir()
+    (out / "sam.json").write_text(json.dumps(template))
+    return out
+
+
+def quiet_poller() -> Poller:
+    return Poller(poll_seconds=0, sleep=lambda _: None, say=lambda _: None)
+
+
+def test_deploy_creates_the_stack_then_a_rerun_changes_nothing(aws, settings, moto_package):
+    lines: list[str] = []
+
+    deploy_stack(settings, aws, moto_package, quiet_poller(), lines.append)
+    again = deploy_stack(settings, aws, moto_package, quiet_poller(), lines.append)
+
+    assert stack_status(aws.cloudformation, settings.stack_name) == "CREATE_COMPLETE"
+    features = aws.sqs.get_queue_url(QueueName=settings.queues.features)["QueueUrl"]
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=features, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == settings.queues.max_receive_count
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert again == {} and any(line.startswith("No changes") for line in lines)
+
+
+def test_destroy_refuses_while_dead_letters_wait_and_says_how_many(aws, settings, moto_package):
+    deploy_stack(settings, aws, moto_package, quiet_poller(), lambda _: None)
+    dead_letters = aws.sqs.get_queue_url(QueueName=settings.queues.dead_letters)["QueueUrl"]
+    for number in range(3):
+        aws.sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps({"n": number}))
+
+    with pytest.raises(DeployError, match="holds 3 message"):
+        destroy_stack(settings, aws, quiet_poller(), say=lambda _: None)
+    assert stack_status(aws.cloudformation, settings.stack_name) == "CREATE_COMPLETE"
+
+    destroy_stack(settings, aws, quiet_poller(), force=True, say=lambda _: None)
+    assert stack_status(aws.cloudformation, settings.stack_name) is None
+    assert boto3.client("sqs", region_name=settings.region).list_queues().get("QueueUrls", []) == []
+
+
+def test_destroy_without_a_stack_says_so(aws, settings):
+    lines: list[str] = []
+    destroy_stack(settings, aws, quiet_poller(), say=lines.append)
+    assert lines[0].startswith("No stack")
+
+
+def test_deploy_refuses_a_package_made_for_another_stage(packaged_dir):
+    with pytest.raises(DeployError, match="another stage"):
+        checked_template(load_settings("prod"), packaged_dir)
+    checked_template(load_settings("dev"), packaged_dir)
+
+
+def test_deploy_uploads_the_code_zip_by_hash(aws, settings, packaged_dir, moto_package):
+    shutil.copy(packaged_dir / "deployment.zip", moto_package / "deployment.zip")
+    template = json.loads((packaged_dir / "sam.json").read_text())
+    # The real template, only to see the CodeUri rewrite; the stack itself cannot run in moto.
+    from deploy.artifacts import content_hash, upload
+
+    key = f"{settings.artifacts_prefix}/dev/pipeline/{content_hash(packaged_dir / 'deployment.zip')}-deployment.zip"
+    uri = upload(aws.s3, packaged_dir / "deployment.zip", BUCKET, key, lambda _: None)
+    assert aws.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
+    assert (
+        uri == f"s3://{BUCKET}/{key}"
+        and template["Resources"]["HandleFeatureEvents"]["Properties"]["CodeUri"] == "./deployment.zip"
+    )
