@@ -13,9 +13,8 @@ import pytest
 from chalice.test import Client
 
 from {{ cookiecutter.package_name }}.endpoint_server import Fault
+from {{ cookiecutter.package_name }}.sink_faults import refuse_send_entries
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
-
-from .sink_faults import refuse_send_entries
 
 HANDLER = "handle_feature_events"
 ENVELOPE_SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())

@@ -7,8 +7,7 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.publishing import MAX_BATCH_BYTES, OutgoingMessage, QueuePublisher, plan_batches
-
-from .sink_faults import refuse_send_entries
+from {{ cookiecutter.package_name }}.sink_faults import refuse_send_entries
 
 
 def test_batches_hold_at_most_ten_entries():

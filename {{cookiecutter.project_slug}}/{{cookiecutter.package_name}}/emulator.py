@@ -177,8 +177,11 @@ def serve(until_stdin_closes: bool) -> None:
     """Run moto on a free port of 127.0.0.1, print its URL on one line, and serve."""
     from moto.server import ThreadedMotoServer
 
-    # werkzeug logs every request; thousands of lines would drown the pipeline's output.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # werkzeug logs every request, and a traceback whenever moto's SQS answers 500 because two
+    # concurrent receives raced inside moto ("Set changed size during iteration"). botocore
+    # retries those 500s like any AWS 5xx, so they cost a retry, not a message; printed, they
+    # would drown the pipeline's progress and summary.
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -142,6 +142,11 @@ class LocalEndpoint:
         with self._lock:
             self._faults.append((fault, fault.times))
 
+    def withdraw(self, fault: Fault) -> None:
+        """Stop answering with this one fault (an outage that ends), leaving the others in place."""
+        with self._lock:
+            self._faults[:] = [(planned, left) for planned, left in self._faults if planned is not fault]
+
     def clear_faults(self) -> None:
         """Go back to answering every request with a prediction."""
         with self._lock:

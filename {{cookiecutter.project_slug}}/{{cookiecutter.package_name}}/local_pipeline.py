@@ -330,6 +330,8 @@ def run_local_pipeline(
     hooks: PipelineHooks | None = None,
     settle: bool = False,
     stuck_after_seconds: float | None = None,
+    settle_limit_seconds: float | None = None,
+    maximum_concurrency: int | None = None,
 ) -> PipelineSummary:
     """Run the pipeline once and account for every message sent.
 
@@ -344,7 +346,9 @@ def run_local_pipeline(
     Lambda timeout; `hooks` reach the endpoint, the handler and the sending; `settle` keeps the
     run going until the features queue is empty, so redeliveries still pending are processed and
     their duplicates counted; `stuck_after_seconds` stops counting messages that old against the
-    in-flight limit, so a handler that strands records cannot stop the sending.
+    in-flight limit, so a handler that strands records cannot stop the sending;
+    `settle_limit_seconds` ends the run that long after the last event was sent, whatever is left;
+    `maximum_concurrency` overrides the trigger's (one poller makes batches deterministic).
     """
     model_dir = model_dir or project_dir / "model"
     if not (model_dir / "cooccurrence.json").exists():
@@ -380,13 +384,13 @@ def run_local_pipeline(
             handler = app.handle_feature_events
             if hooks.wrap_handler is not None:
                 handler = hooks.wrap_handler(handler)
-            trigger = _local_trigger(handler, mapping, settings, queues, function_timeout)
+            trigger = _local_trigger(handler, mapping, settings, queues, function_timeout, maximum_concurrency)
             with trigger:
                 ledger, elapsed, unsent = _send_and_account(
                     sqs,
                     queues,
                     events,
-                    _Pacing(limit, stall_timeout_seconds, settle, stuck_after_seconds),
+                    _Pacing(limit, stall_timeout_seconds, settle, stuck_after_seconds, settle_limit_seconds),
                     hooks,
                     progress,
                 )
@@ -424,7 +428,12 @@ def _sqs_event_source(app: Any) -> SQSEventConfig:
 
 
 def _local_trigger(
-    handler: Handler, mapping: SQSEventConfig, settings: StageSettings, queues: PipelineQueues, timeout_seconds: int
+    handler: Handler,
+    mapping: SQSEventConfig,
+    settings: StageSettings,
+    queues: PipelineQueues,
+    timeout_seconds: int,
+    maximum_concurrency: int | None = None,
 ) -> SqsTrigger:
     return SqsTrigger(
         handler,
@@ -436,7 +445,7 @@ def _local_trigger(
         ),
         batch_size=mapping.batch_size,
         batching_window_seconds=mapping.maximum_batching_window_in_seconds,
-        maximum_concurrency=mapping.maximum_concurrency or DEFAULT_CONCURRENCY,
+        maximum_concurrency=maximum_concurrency or mapping.maximum_concurrency or DEFAULT_CONCURRENCY,
     )
 
 
@@ -448,6 +457,7 @@ class _Pacing:
     stall_timeout_seconds: float
     settle: bool = False
     stuck_after_seconds: float | None = None
+    settle_limit_seconds: float | None = None
 
 
 def _send_and_account(
@@ -464,6 +474,7 @@ def _send_and_account(
     started = ledger.last_accounted_at
     unsent = deque(events)
     progress_line = ProgressLine(len(events), progress)
+    last_sent_at = started
 
     def in_flight() -> int:
         if pacing.stuck_after_seconds is None:
@@ -474,11 +485,16 @@ def _send_and_account(
         while True:
             while unsent and in_flight() < pacing.max_in_flight:
                 _send_batch(sqs, queues.features_url, unsent, ledger)
+                last_sent_at = time.monotonic()
                 if hooks.events_sent is not None:
                     hooks.events_sent(len(ledger.sent_ids))
             _drain(sqs, queues, ledger)
             progress_line.show(len(ledger.sent_ids), len(ledger.accounted))
-            if time.monotonic() - ledger.last_accounted_at >= pacing.stall_timeout_seconds:
+            now = time.monotonic()
+            if now - ledger.last_accounted_at >= pacing.stall_timeout_seconds:
+                break
+            settle_limit = pacing.settle_limit_seconds
+            if not unsent and settle_limit is not None and now - last_sent_at >= settle_limit:
                 break
             if not unsent and not ledger.in_flight:
                 if not pacing.settle:
@@ -494,7 +510,11 @@ def _send_and_account(
 
 def _queue_depth(sqs: Any, queue_url: str) -> int:
     """Messages in a queue: visible, in flight and delayed."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
     return sum(int(attributes.get(name, 0)) for name in names)
 

@@ -1,0 +1,344 @@
+"""Soak test in local mode: many events, a seeded mix of faults, and an exact ledger at the end.
+
+    python -m <package>.soak --count 5000 --fault-rate 0.05 --seed 7 [--handler naive]
+
+Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
+seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
+predictions (once or more: duplicates are counted) or in the dead-letter queue with a reason,
+either the handler's error code or the queue's redrive after maxReceiveCount deliveries. Exits 1
+when an event is lost or its outcome contradicts its fault (a malformed record predicted, a
+healthy one dead-lettered by the handler).
+
+`--handler naive` runs the same plan through naive_handler (Sagify's way: one record after the
+other, raise on the first error) with the features queue WITHOUT a redrive policy, since Sagify
+deploys no dead-letter queue, and bodies in its format (the bare model input). Records stuck
+behind a failing one come back forever, so that run ends a minute after the last event is sent;
+what is still in the features queue then would circulate until the queue's retention drops it:
+it is counted as stranded, and the events never predicted as lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import naive_handler
+from .fault_plan import PERMANENT_FAULT_CODES, FaultInjection, FaultPlan, FaultTimings
+from .local_pipeline import ModelMissingError, PipelineSummary, run_local_pipeline
+from .stage import PROJECT_DIR, UnknownStageError, patched_environ
+
+HANDLERS = ("app", "naive")
+NAIVE_HANDLER = f"{__package__}.naive_handler:handle_feature_events"
+# More in flight than `make local` uses: records waiting out a visibility timeout would
+# otherwise hold the sender back for the whole wait.
+MAX_IN_FLIGHT = 150
+REDRIVE = "redrive (maxReceiveCount)"
+# How long the naive run goes on after its last event is sent: records stuck behind a poisonous
+# one keep coming back (until retention, 4 days by default); a minute shows the pattern.
+NAIVE_SETTLE_SECONDS = 60
+
+
+@dataclass
+class EventOutcome:
+    """What became of one planned event."""
+
+    fault: str
+    predictions: int
+    # The reason of each dead-letter arrival: the handler's error_code, or REDRIVE.
+    dead_letters: list[str]
+
+    @property
+    def accounted(self) -> bool:
+        return bool(self.predictions or self.dead_letters)
+
+    @property
+    def extra_copies(self) -> int:
+        return max(0, self.predictions + len(self.dead_letters) - 1)
+
+    @property
+    def extra_predictions(self) -> int:
+        return max(0, self.predictions - 1)
+
+    def contradiction(self) -> str | None:
+        """Why this outcome cannot be right for this fault, or None.
+
+        A record predicted and later moved by the redrive is not one: an invocation that
+        published and was then killed or timed out leaves it in the queue, and at-least-once
+        delivery may then redrive it. The handler itself calling a predicted record a permanent
+        failure is one.
+        """
+        expected = PERMANENT_FAULT_CODES.get(self.fault)
+        if expected is not None and self.predictions:
+            return f"{self.fault} record predicted"
+        handler_codes = {reason for reason in self.dead_letters if reason != REDRIVE}
+        if handler_codes and self.predictions:
+            return f"both predicted and dead-lettered as {', '.join(sorted(handler_codes))}"
+        if handler_codes and not handler_codes <= (expected or frozenset()):
+            return f"{self.fault} record dead-lettered as {', '.join(sorted(handler_codes))}"
+        return None
+
+
+@dataclass
+class SoakLedger:
+    """Every event of a soak run, where it ended, and the figures that must add up."""
+
+    handler: str
+    plan: FaultPlan
+    summary: PipelineSummary
+    outcomes: dict[str, EventOutcome]
+    killed_invocations: int
+    refused_predictions: int
+    outages: int
+    elapsed_seconds: float
+    contradictions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, plan: FaultPlan, summary: PipelineSummary, injection: FaultInjection, handler: str, elapsed: float):
+        ledger = summary.ledger
+        assert ledger is not None
+        outcomes = {}
+        for event in plan.events:
+            message_id = ledger.message_ids.get(event.event_id, "")
+            outcomes[event.event_id] = EventOutcome(
+                fault=event.fault or "none",
+                predictions=ledger.prediction_arrivals.get(message_id, 0),
+                dead_letters=[_reason(message) for message in ledger.dead_letter_arrivals.get(message_id, [])],
+            )
+        contradictions = {
+            event_id: reason for event_id, outcome in outcomes.items() if (reason := outcome.contradiction())
+        }
+        return cls(
+            handler=handler,
+            plan=plan,
+            summary=summary,
+            outcomes=outcomes,
+            killed_invocations=len(injection.killer.killed),
+            refused_predictions=injection.refused,
+            outages=injection.outages_started,
+            elapsed_seconds=elapsed,
+            contradictions=contradictions,
+        )
+
+    @property
+    def sent(self) -> int:
+        return self.summary.sent
+
+    @property
+    def predicted(self) -> int:
+        return sum(1 for outcome in self.outcomes.values() if outcome.predictions)
+
+    @property
+    def dead_lettered(self) -> Counter[str]:
+        """Events whose first outcome was a dead letter, by reason."""
+        return Counter(
+            outcome.dead_letters[0]
+            for outcome in self.outcomes.values()
+            if outcome.dead_letters and not outcome.predictions
+        )
+
+    @property
+    def duplicates(self) -> int:
+        """Copies beyond the first of any event's outcome (the features message id repeats)."""
+        return sum(outcome.extra_copies for outcome in self.outcomes.values())
+
+    @property
+    def extra_predictions(self) -> int:
+        return sum(outcome.extra_predictions for outcome in self.outcomes.values())
+
+    @property
+    def lost(self) -> int:
+        """Events neither predicted nor dead-lettered, sent or not."""
+        return sum(1 for outcome in self.outcomes.values() if not outcome.accounted)
+
+    @property
+    def misreported(self) -> int:
+        return len(self.contradictions)
+
+    @property
+    def passed(self) -> bool:
+        return self.lost == 0 and self.misreported == 0
+
+    def table(self) -> str:
+        """The ledger as printed by `make soak`."""
+        plan, summary = self.plan, self.summary
+        timings = plan.timings
+        kinds = plan.kinds()
+        dead = self.dead_lettered
+        rows: list[tuple[str, str]] = [
+            ("handler", _HANDLER_TITLES[self.handler]),
+            (
+                "plan",
+                f"{len(plan.events)} events, fault rate {plan.fault_rate}, seed {plan.seed}; "
+                f"visibility timeout {timings.visibility_timeout_seconds} s, maxReceiveCount "
+                f"{timings.max_receive_count if self.handler == 'app' else 'none (no redrive policy)'}, "
+                f"function timeout {timings.function_timeout_seconds} s",
+            ),
+            ("faults", ", ".join(f"{kind} {kinds[kind]}" for kind in kinds if kind != "none") or "none"),
+            (
+                "injected",
+                f"{self.outages} endpoint outage(s) of {timings.outage_seconds:.0f} s, "
+                f"{self.killed_invocations} invocation(s) killed, {self.refused_predictions} publish(es) refused",
+            ),
+            ("sent", str(self.sent)),
+            ("predicted", str(self.predicted)),
+            ("dead-lettered", str(sum(dead.values()))),
+            *((f"  {reason}", str(count)) for reason, count in sorted(dead.items())),
+            (
+                "duplicates",
+                f"{self.duplicates} ({self.extra_predictions} predictions published again, "
+                f"{self.duplicates - self.extra_predictions} dead letters of records already out)",
+            ),
+            ("misreported", str(self.misreported)),
+            ("stranded", f"{summary.stranded} (still in the features queue: lost when retention expires)"),
+            ("unsent", str(summary.unsent)),
+            ("deliveries", f"{summary.deliveries} ({summary.deliveries - self.sent} redeliveries)"),
+            ("invocations", f"{summary.invocations} ({summary.failed_batches} failed as a whole)"),
+            ("elapsed", f"{self.elapsed_seconds:.1f} s"),
+            ("lost", str(self.lost)),
+        ]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"{name:<{width}}  {value}" for name, value in rows]
+        lines += ["", self._by_fault_table()]
+        for event_id, reason in list(self.contradictions.items())[:10]:
+            lines.append(f"misreported: {event_id}: {reason}")
+        return "\n".join(lines)
+
+    def _by_fault_table(self) -> str:
+        header = ("fault", "events", "predicted", "dead-lettered", "duplicates", "lost")
+        rows = [header]
+        for kind in ("none", *sorted(kind for kind in self.plan.kinds() if kind != "none")):
+            outcomes = [outcome for outcome in self.outcomes.values() if outcome.fault == kind]
+            rows.append(
+                (
+                    kind,
+                    str(len(outcomes)),
+                    str(sum(1 for o in outcomes if o.predictions)),
+                    str(sum(1 for o in outcomes if o.dead_letters and not o.predictions)),
+                    str(sum(o.extra_copies for o in outcomes)),
+                    str(sum(1 for o in outcomes if not o.accounted)),
+                )
+            )
+        widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+        return "\n".join(
+            "  ".join(cell.ljust(width) if column == 0 else cell.rjust(width) for column, (cell, width) in
+                      enumerate(zip(row, widths, strict=True)))
+            for row in rows
+        )
+
+
+_HANDLER_TITLES = {
+    "app": "app.handle_feature_events (this project's handler)",
+    "naive": "naive_handler (Sagify's way: per record, raise on the first error, no dead-letter queue)",
+}
+
+
+def _reason(message: dict[str, Any]) -> str:
+    code = message.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
+    return code or REDRIVE
+
+
+def run_soak(
+    plan: FaultPlan,
+    *,
+    handler: str = "app",
+    model_dir: Path | None = None,
+    project_dir: Path = PROJECT_DIR,
+    max_in_flight: int = MAX_IN_FLIGHT,
+    progress: TextIO | None = sys.stderr,
+) -> SoakLedger:
+    """Run `plan` through the local pipeline with `handler` ("app" or "naive") and build the ledger."""
+    if handler not in HANDLERS:
+        raise ValueError(f"handler must be one of {HANDLERS}")
+    naive = handler == "naive"
+    timings = plan.timings
+    injection = FaultInjection(
+        plan,
+        handler_ref=NAIVE_HANDLER if naive else "app:handle_feature_events",
+        project_dir=project_dir,
+        handler_override=naive_handler.handle_feature_events if naive else None,
+    )
+    # Long enough to sit out an outage and the redeliveries after it.
+    stall_seconds = timings.outage_seconds + timings.visibility_timeout_seconds + timings.function_timeout_seconds + 10
+    started = time.monotonic()
+    # The naive handler keeps its clients per process: they must be made for this run's emulator.
+    naive_handler.reset_clients()
+    try:
+        with patched_environ(timings.handler_environment()), injection as hooks:
+            summary = run_local_pipeline(
+                len(plan.events),
+                plan.seed,
+                0.0,
+                project_dir=project_dir,
+                model_dir=model_dir,
+                visibility_timeout_seconds=timings.visibility_timeout_seconds,
+                stall_timeout_seconds=stall_seconds,
+                max_in_flight=max_in_flight,
+                progress=progress,
+                events=plan.events,
+                max_receive_count=None if naive else timings.max_receive_count,
+                function_timeout_seconds=timings.function_timeout_seconds,
+                hooks=hooks,
+                settle=True,
+                # Without a dead-letter queue, records that keep failing must not hold the sender back,
+                # and the run must end while they still circulate.
+                stuck_after_seconds=timings.outage_seconds if naive else None,
+                settle_limit_seconds=NAIVE_SETTLE_SECONDS if naive else None,
+            )
+    finally:
+        naive_handler.reset_clients()
+    return SoakLedger.build(plan, summary, injection, handler, time.monotonic() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the soak, print the ledger, exit 1 when an event is lost or misreported."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = FaultTimings()
+    parser.add_argument("--count", type=int, default=500, help="events to send (default 500)")
+    parser.add_argument("--fault-rate", type=float, default=0.05, help="share of events given a fault (default 0.05)")
+    parser.add_argument("--seed", type=int, default=7, help="seed for the events and the fault plan (default 7)")
+    parser.add_argument("--handler", choices=HANDLERS, default="app", help="app (default) or naive, for comparison")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=defaults.visibility_timeout_seconds,
+        help="features queue visibility timeout in seconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-receive-count", type=int, default=defaults.max_receive_count, help="redrive after (default %(default)s)"
+    )
+    parser.add_argument(
+        "--function-timeout", type=int, default=defaults.function_timeout_seconds, help="seconds (default %(default)s)"
+    )
+    parser.add_argument("--max-in-flight", type=int, default=MAX_IN_FLIGHT, help="default %(default)s")
+    parser.add_argument(
+        "--log-file", type=Path, default=Path("soak-handler.log"), help="handler log lines (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(filename=args.log_file, filemode="w", level=logging.INFO, format="%(message)s")
+    timings = FaultTimings(
+        visibility_timeout_seconds=args.visibility_timeout,
+        max_receive_count=args.max_receive_count,
+        function_timeout_seconds=args.function_timeout,
+    )
+    body_format = "bare" if args.handler == "naive" else "envelope"
+    plan = FaultPlan.seeded(args.count, args.fault_rate, args.seed, timings, body_format=body_format)
+    try:
+        ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)
+    except (ModelMissingError, UnknownStageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(ledger.table())
+    print(f"handler log    {args.log_file}")
+    if not ledger.passed:
+        print(f"soak failed: {ledger.lost} lost, {ledger.misreported} misreported", file=sys.stderr)
+    return 0 if ledger.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
