@@ -282,7 +282,9 @@ class EndpointDeployer:
             self.say(f"Update failed: {after.get('FailureReason', 'no reason given')}")
             self.say(f"{self.endpoint_name} still serves {serving}; removing the new model and config {config_name}")
             self.delete_config_and_models(config_name, [config_name])
-            if was_scaled and self.settings.endpoint.kind == "realtime":
+            # What still serves is the old config: it gets back the scaling it had, whatever kind
+            # of endpoint the failed update was asking for.
+            if was_scaled:
                 autoscaling.enable(scaler, self.endpoint_name, self.settings.endpoint.realtime, self.say)
             raise DeployError(
                 f"the update of {self.endpoint_name} failed and was rolled back; {serving} still serves. "

@@ -75,7 +75,8 @@ def aws(aws_credentials, moto_update_endpoint):
 def settings():
     region = load_settings("dev").region
     image = f"123456789012.dkr.ecr.{region}.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3"
-    return load_settings("dev", {"endpoint.image_uri": image, "artifacts.bucket": BUCKET})
+    # Real-time whatever the template answered: the serverless path has a test of its own.
+    return load_settings("dev", {"endpoint.kind": "realtime", "endpoint.image_uri": image, "artifacts.bucket": BUCKET})
 
 
 class Clock:
@@ -160,9 +161,15 @@ def test_an_unchanged_model_is_not_uploaded_twice(aws, settings, deployer_for, m
     assert any(line.startswith("Already uploaded") for line in deployer_for.lines)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"endpoint.kind": "realtime", "endpoint.realtime.instance_type": "ml.c5.large"}, {"endpoint.kind": "serverless"}],
+    ids=["new-instance-type", "switch-to-serverless"],
+)
 def test_a_failed_update_leaves_the_old_config_serving_and_says_so(
-    aws, settings, deployer_for, model_dir, moto_update_endpoint
+    aws, settings, deployer_for, model_dir, moto_update_endpoint, change
 ):
+    """A rolled-back update must leave the old endpoint serving as before, autoscaling included."""
     first = deployer_for(settings).deploy(model_dir)
     moto_update_endpoint.fail_with = (
         "The primary container for production variant AllTraffic did not pass the ping health check."
@@ -172,11 +179,7 @@ def test_a_failed_update_leaves_the_old_config_serving_and_says_so(
         deployer_for(
             load_settings(
                 "dev",
-                {
-                    "endpoint.realtime.instance_type": "ml.c5.large",
-                    "endpoint.image_uri": settings.endpoint.image_uri,
-                    "artifacts.bucket": BUCKET,
-                },
+                {**change, "endpoint.image_uri": settings.endpoint.image_uri, "artifacts.bucket": BUCKET},
             )
         ).deploy(model_dir)
 

@@ -5,6 +5,7 @@ import io
 import pytest
 
 from {{ cookiecutter.package_name }}.local_pipeline import (
+    EXERCISE_TRIGGER_LIMITS,
     ModelMissingError,
     PipelineSummary,
     ProgressLine,
@@ -30,7 +31,14 @@ def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
     rejected_by_model = [event for event in events if event.features is not None and event.features["k"] == 0]
     assert not_json and rejected_by_model, "the seed should break events of both kinds"
 
-    summary = run_local_pipeline(COUNT, SEED, MALFORMED_RATE, model_dir=model_dir, progress=None)
+    summary = run_local_pipeline(
+        COUNT,
+        SEED,
+        MALFORMED_RATE,
+        model_dir=model_dir,
+        progress=None,
+        trigger_limits=EXERCISE_TRIGGER_LIMITS,
+    )
 
     assert summary.lost == 0
     assert summary.sent == COUNT

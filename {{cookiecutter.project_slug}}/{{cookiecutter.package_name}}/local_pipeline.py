@@ -311,6 +311,27 @@ def _is_app_module(name: str) -> bool:
     return name == "app" or name == "chalicelib" or name.startswith("chalicelib.")
 
 
+@dataclass(frozen=True)
+class TriggerLimits:
+    """Upper bounds on the trigger's settings from app.py for one local run (None: no bound)."""
+
+    batch_size: int | None = None
+    batching_window_seconds: int | None = None
+    maximum_concurrency: int | None = None
+
+    def bound(self, value: int, limit: int | None) -> int:
+        return value if limit is None else min(value, limit)
+
+
+# `make local` polls with at most 10 pollers: Lambda may scale to 1,000 concurrent invocations,
+# but more local pollers only contend for the one moto process.
+LOCAL_TRIGGER_LIMITS = TriggerLimits(maximum_concurrency=10)
+# Runs that exercise faults or measure the pipeline use the template's default trigger shape
+# whatever the project chose, so a 300 s window or 10,000-record batches cannot hold them up and
+# their fault counts mean the same in every project.
+EXERCISE_TRIGGER_LIMITS = TriggerLimits(batch_size=10, batching_window_seconds=1, maximum_concurrency=10)
+
+
 def run_local_pipeline(
     count: int = 300,
     seed: int = 7,
@@ -332,6 +353,7 @@ def run_local_pipeline(
     stuck_after_seconds: float | None = None,
     settle_limit_seconds: float | None = None,
     maximum_concurrency: int | None = None,
+    trigger_limits: TriggerLimits = LOCAL_TRIGGER_LIMITS,
 ) -> PipelineSummary:
     """Run the pipeline once and account for every message sent.
 
@@ -348,7 +370,9 @@ def run_local_pipeline(
     their duplicates counted; `stuck_after_seconds` stops counting messages that old against the
     in-flight limit, so a handler that strands records cannot stop the sending;
     `settle_limit_seconds` ends the run that long after the last event was sent, whatever is left;
-    `maximum_concurrency` overrides the trigger's (one poller makes batches deterministic).
+    `maximum_concurrency` overrides the trigger's (one poller makes batches deterministic);
+    `trigger_limits` bounds the trigger's batch size, window and concurrency (see
+    EXERCISE_TRIGGER_LIMITS).
     """
     model_dir = model_dir or project_dir / "model"
     if not (model_dir / "cooccurrence.json").exists():
@@ -380,11 +404,14 @@ def run_local_pipeline(
             hooks.endpoint_ready(endpoint)
         with cold_started_handler(project_dir) as app:
             mapping = _sqs_event_source(app)
-            limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * mapping.batch_size)
+            batch_size = trigger_limits.bound(mapping.batch_size, trigger_limits.batch_size)
+            limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * batch_size)
             handler = app.handle_feature_events
             if hooks.wrap_handler is not None:
                 handler = hooks.wrap_handler(handler)
-            trigger = _local_trigger(handler, mapping, settings, queues, function_timeout, maximum_concurrency)
+            trigger = _local_trigger(
+                handler, mapping, settings, queues, function_timeout, maximum_concurrency, trigger_limits
+            )
             with trigger:
                 ledger, elapsed, unsent = _send_and_account(
                     sqs,
@@ -434,6 +461,7 @@ def _local_trigger(
     queues: PipelineQueues,
     timeout_seconds: int,
     maximum_concurrency: int | None = None,
+    limits: TriggerLimits = LOCAL_TRIGGER_LIMITS,
 ) -> SqsTrigger:
     return SqsTrigger(
         handler,
@@ -443,9 +471,12 @@ def _local_trigger(
             timeout_seconds=timeout_seconds,
             memory_size_mb=settings.lambda_memory_size,
         ),
-        batch_size=mapping.batch_size,
-        batching_window_seconds=mapping.maximum_batching_window_in_seconds,
-        maximum_concurrency=maximum_concurrency or mapping.maximum_concurrency or DEFAULT_CONCURRENCY,
+        batch_size=limits.bound(mapping.batch_size, limits.batch_size),
+        batching_window_seconds=limits.bound(
+            mapping.maximum_batching_window_in_seconds, limits.batching_window_seconds
+        ),
+        maximum_concurrency=maximum_concurrency
+        or limits.bound(mapping.maximum_concurrency or DEFAULT_CONCURRENCY, limits.maximum_concurrency),
     )
 
 

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from . import naive_handler
 from .fault_plan import PERMANENT_FAULT_CODES, FaultInjection, FaultPlan, FaultTimings
-from .local_pipeline import ModelMissingError, PipelineSummary, run_local_pipeline
+from .local_pipeline import EXERCISE_TRIGGER_LIMITS, ModelMissingError, PipelineSummary, run_local_pipeline
 from .stage import PROJECT_DIR, UnknownStageError, patched_environ
 
 HANDLERS = ("app", "naive")
@@ -289,6 +289,7 @@ def run_soak(
                 # and the run must end while they still circulate.
                 stuck_after_seconds=timings.outage_seconds if naive else None,
                 settle_limit_seconds=NAIVE_SETTLE_SECONDS if naive else None,
+                trigger_limits=EXERCISE_TRIGGER_LIMITS,
             )
     finally:
         naive_handler.reset_clients()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .local_pipeline import run_local_pipeline
+from .local_pipeline import EXERCISE_TRIGGER_LIMITS, run_local_pipeline
 
 CEILING_QUEUE_NAME = "benchmark-emulator-ceiling"
 BATCH = 10
@@ -75,6 +75,7 @@ def measure_throughput(sqs: Any, project_dir: Path, pipeline_messages: int, ceil
         project_dir=project_dir,
         endpoint_latency_ms=0,
         progress=None,
+        trigger_limits=EXERCISE_TRIGGER_LIMITS,
     )
     return Throughput(
         pipeline_msg_per_s=summary.predictions_per_second,
