@@ -127,6 +127,7 @@ tests/test_publishing.py
 {package}/api_call_counter.py
 {package}/benchmark.py
 {package}/benchmark_report.py
+{package}/child_server.py
 {package}/clickstream.py
 {package}/deployment_footprint.py
 {package}/emulator.py

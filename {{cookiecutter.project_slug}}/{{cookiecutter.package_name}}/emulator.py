@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .child_server import ChildServer
 from .stage import PROJECT_DIR, patched_environ
 
 REGION = "{{ cookiecutter.aws_region }}"
@@ -22,14 +22,9 @@ VISIBILITY_TIMEOUT_SECONDS = {{ cookiecutter.visibility_timeout_seconds }}
 # A standard queue keeps a message's first enqueue time when it moves to the dead-letter queue,
 # so the dead-letter queue keeps messages for the longest time SQS allows.
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
-START_TIMEOUT_SECONDS = 30
 
 
-class EmulatorError(RuntimeError):
-    """The emulator did not start."""
-
-
-class MotoServer:
+class MotoServer(ChildServer):
     """moto's server in a child process, bound to a free port on 127.0.0.1.
 
     Why a child process rather than moto's ThreadedMotoServer in this one: the trigger's
@@ -43,52 +38,7 @@ class MotoServer:
     """
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen[str] | None = None
-        self._url = ""
-
-    @property
-    def url(self) -> str:
-        """The emulator's address, e.g. http://127.0.0.1:40123."""
-        if not self._url:
-            raise EmulatorError("the emulator is not running; call start() first")
-        return self._url
-
-    def start(self) -> MotoServer:
-        """Start the child process and wait until it prints the address it listens on."""
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--serve-until-stdin-closes"],
-            cwd=PROJECT_DIR,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        first_line = self._process.stdout.readline().strip() if self._process.stdout else ""
-        if not first_line.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise EmulatorError(f"moto server did not start (it printed {first_line!r})")
-        self._url = first_line
-        return self
-
-    def stop(self) -> None:
-        """Stop the child process: closing its stdin tells it to exit."""
-        process, self._process, self._url = self._process, None, ""
-        if process is None:
-            return
-        if process.stdin:
-            process.stdin.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__("moto server", [sys.executable, "-m", __name__, "--serve-until-stdin-closes"], PROJECT_DIR)
 
 
 @contextmanager
