@@ -265,3 +265,13 @@ def test_the_command_line_prints_its_url_and_stops_on_sigterm(model_dir: Path) -
         _stdout, stderr = server.communicate(timeout=10)
     assert server.returncode == 0
     assert stderr == "", "the server must not log a line per request"
+
+
+def test_a_request_matching_an_error_fault_and_a_slow_one_gets_the_error(endpoint) -> None:
+    """A batch holding a record the model rejects must fail even if another of its records is only slow."""
+    endpoint.inject(Fault(match="u-0001", times=1, delay_ms=1))
+    endpoint.inject(Fault(error="ModelError", match="u-0002"))
+    client = runtime_client(endpoint.url)
+    batch = {"instances": [RECORD | {"user_id": "u-0001"}, RECORD | {"user_id": "u-0002"}]}
+    with pytest.raises(client.exceptions.ModelError):
+        client.invoke_endpoint(EndpointName=ENDPOINT_NAME, Body=json.dumps(batch))

@@ -224,17 +224,25 @@ class LocalEndpoint:
         return _Answer(200, payload, response_headers)
 
     def _take_fault(self, body: str) -> Fault | None:
-        """Return the first fault that matches the body and count one use of it (lock held)."""
-        for index, (fault, remaining) in enumerate(self._faults):
-            if fault.match is None or fault.match in body:
-                if remaining is None:
-                    return fault
-                if remaining == 1:
-                    del self._faults[index]
-                else:
-                    self._faults[index] = (fault, remaining - 1)
-                return fault
-        return None
+        """Return the fault that answers this body and count one use of it (lock held).
+
+        The first matching fault that carries an error wins over any slow-only one: a batch
+        request holding a record the model rejects fails whatever else it holds, as it would in
+        a real container. With no error among the matches, the first slow-only fault applies.
+        """
+        matching = [
+            index for index, (fault, _) in enumerate(self._faults) if fault.match is None or fault.match in body
+        ]
+        if not matching:
+            return None
+        erroring = [index for index in matching if self._faults[index][0].error is not None]
+        index = (erroring or matching)[0]
+        fault, remaining = self._faults[index]
+        if remaining == 1:
+            del self._faults[index]
+        elif remaining is not None:
+            self._faults[index] = (fault, remaining - 1)
+        return fault
 
     def _model_error(self, original_status: int, original_message: str, log_stream_arn: str) -> _Answer:
         kind = "client" if original_status < 500 else "server"
