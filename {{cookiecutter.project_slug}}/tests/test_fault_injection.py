@@ -27,9 +27,10 @@ from {{ cookiecutter.package_name }}.stage import patched_environ
 
 pytestmark = pytest.mark.local_pipeline
 
-# Invocations here take well under a second, so a one-second visibility timeout never brings a
-# record back while its first invocation is still running.
-FAST = FaultTimings(visibility_timeout_seconds=1, max_receive_count=2, function_timeout_seconds=2)
+# The visibility timeout covers the trigger's one-second batching window plus the function
+# timeout, so a record never comes back while its first invocation still runs, even on a loaded
+# machine (a shorter one made a record now and then published twice in CI).
+FAST = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=2)
 # Throttling makes botocore back off for up to 3 s within one invocation: the visibility
 # timeout must outlast that, or the record comes back while it is still being retried.
 PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
@@ -131,7 +132,7 @@ def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_co
     model_dir, kill_point, published_before_the_kill
 ):
     """A SIGKILLed invocation deletes nothing: its batch comes back after the visibility timeout."""
-    plan = FaultPlan.healthy(10, replace(FAST, visibility_timeout_seconds=2))
+    plan = FaultPlan.healthy(10, FAST)
     victim = plan.events[2]
     victim.fault, victim.variant = "killed", kill_point
 
@@ -178,7 +179,7 @@ def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
         summary = run_local_pipeline(
             10,
             model_dir=model_dir,
-            visibility_timeout_seconds=1,
+            visibility_timeout_seconds=FAST.visibility_timeout_seconds,
             stall_timeout_seconds=3,
             progress=None,
             events=plan.events,
@@ -193,7 +194,7 @@ def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
 
 def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir):
     """Every fault at once, seeded: each event is predicted or dead-lettered with a reason, none lost."""
-    timings = FaultTimings(visibility_timeout_seconds=2, max_receive_count=2, function_timeout_seconds=3)
+    timings = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=3)
     plan = FaultPlan.seeded(300, 0.15, seed=5, timings=timings)
     assert set(plan.kinds()) == {"none", *FAULT_KINDS}, "the seed should plan every kind of fault"
 
@@ -249,3 +250,17 @@ def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says(
             assert json.loads(event.body())["event_id"] == event.event_id
     assert first.outages and all(outage.seconds > timings.max_receive_count * timings.visibility_timeout_seconds
                                  for outage in first.outages)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"visibility_timeout_seconds": 1, "function_timeout_seconds": 2}, "at least the function timeout"),
+        ({"max_receive_count": 1}, "at least 2"),
+        ({"function_timeout_seconds": 1, "deadline_reserve_ms": 1000}, "longer than the deadline reserve"),
+    ],
+)
+def test_timings_that_would_bring_a_record_back_mid_invocation_are_refused(settings, complaint):
+    """Timings Lambda would refuse make faults look like duplicates; refuse them before a run."""
+    with pytest.raises(ValueError, match=complaint):
+        FaultTimings(**settings)

@@ -84,6 +84,10 @@ class FaultTimings:
     def __post_init__(self) -> None:
         if self.max_receive_count < 2:
             raise ValueError("max_receive_count must be at least 2, so a record can fail once and recover")
+        if self.visibility_timeout_seconds < self.function_timeout_seconds:
+            # Lambda refuses such an event source mapping ("Queue visibility timeout: ... is less
+            # than Function timeout"): a record would come back while its invocation still runs.
+            raise ValueError("the visibility timeout must be at least the function timeout, as Lambda requires")
         if self.function_timeout_seconds * 1000 <= self.deadline_reserve_ms:
             raise ValueError("the function timeout must be longer than the deadline reserve")
 
