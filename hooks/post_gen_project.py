@@ -1,18 +1,17 @@
 """Fit the freshly generated project to the chosen options, then say what to do next.
 
-Cookiecutter runs this hook inside the new project folder. Each option that leaves files behind
-which the chosen value does not use gets one small `remove_<feature>_files()` helper here, called
-from `fit_project_to_options()`, so an option's whole file footprint is visible in one place.
-No option has such a footprint yet: every option today only changes values inside files.
+Cookiecutter runs this hook inside the new project folder. Two kinds of option footprint:
 
-Adding one (say, a `predictions_sink` option whose `sns` choice brings `infra/sns_topic.json`):
+- Variant folders. Where each choice of an option needs its own version of one module (the
+  prediction destination, the event source), the template holds one file per choice in a folder,
+  for example `chalicelib/destinations/sns.py`; the chosen file is moved to the module's real path
+  (`chalicelib/destination.py`) and the folder is deleted. VARIANT_FOLDERS lists them all, so an
+  option's whole footprint is visible in one place, and the generated code holds only the
+  chosen variant, with no branches for the others.
+- Files only some choices use (the DynamoDB read API, the Kinesis trigger emulator): one small
+  `remove_<feature>_files()` helper each, called from `fit_project_to_options()`.
 
-    def remove_sns_sink_files() -> None:
-        # docstring: "Drop the SNS topic definition: predictions go to the SQS queue."
-        Path("infra", "sns_topic.json").unlink()
-
-and in `fit_project_to_options()`: `if ANSWERS["predictions_sink"] != "sns": remove_sns_sink_files()`.
-Remove folders here too rather than with a conditional folder name, which cookiecutter would leave
+Remove folders here rather than with a conditional folder name, which cookiecutter would leave
 behind half-made.
 
 The hook does not run `git init`: where the project lives and how it is versioned (a new repo,
@@ -23,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,8 +34,52 @@ ANSWERS: dict[str, object] = json.loads(
 )
 
 
+# (folder of variants, option that picks one, where the chosen variant goes). A variant file is
+# named after the choice, with "-" as "_" (sqs-fifo -> sqs_fifo.py); a folder may lack a file for
+# a choice that needs nothing there.
+VARIANT_FOLDERS: tuple[tuple[str, str, str], ...] = (
+    ("chalicelib/destinations", "output_destination", "chalicelib/destination.py"),
+    ("chalicelib/sources", "input_source", "chalicelib/source.py"),
+    ("deploy/destinations", "output_destination", "deploy/destination.py"),
+    ("deploy/sources", "input_source", "deploy/source.py"),
+    ("tests/destinations", "output_destination", "tests/test_destination.py"),
+    ("tests/sources", "input_source", "tests/test_source.py"),
+    ("{{ cookiecutter.package_name }}/destinations", "output_destination", "{{ cookiecutter.package_name }}/destination.py"),
+    ("{{ cookiecutter.package_name }}/sources", "input_source", "{{ cookiecutter.package_name }}/source.py"),
+)
+
+
+def keep_chosen_variant(folder: str, option: str, target: str) -> None:
+    """Move the variant the answer chose to `target`, then delete the folder of variants."""
+    variants = Path(folder)
+    if not variants.is_dir():
+        return
+    chosen = variants / f"{str(ANSWERS[option]).replace('-', '_')}.py"
+    if chosen.exists():
+        chosen.replace(target)
+    shutil.rmtree(variants)
+
+
+def remove_read_api_files() -> None:
+    """Drop the DynamoDB read API: predictions go to a queue, topic or stream, not a table."""
+    for path in ("chalicelib/predictions_api.py", "schemas/predictions-api.openapi.json", "tests/test_predictions_api.py"):
+        Path(path).unlink(missing_ok=True)
+
+
+def remove_kinesis_trigger_files() -> None:
+    """Drop the local Kinesis trigger: feature events arrive on an SQS queue."""
+    for path in ("{{ cookiecutter.package_name }}/kinesis_trigger.py", "tests/test_kinesis_trigger.py"):
+        Path(path).unlink(missing_ok=True)
+
+
 def fit_project_to_options() -> None:
-    """Remove the files that the chosen options do not use (none today; see the module docstring)."""
+    """Keep the chosen variants and remove the files that the chosen options do not use."""
+    for folder, option, target in VARIANT_FOLDERS:
+        keep_chosen_variant(folder, option, target)
+    if ANSWERS["output_destination"] != "dynamodb":
+        remove_read_api_files()
+    if ANSWERS["input_source"] != "kinesis":
+        remove_kinesis_trigger_files()
 
 
 def shown_path(project_dir: Path) -> str:

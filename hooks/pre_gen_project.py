@@ -49,11 +49,22 @@ ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 # SageMaker hosting instance types look like ml.m5.large or ml.g5.12xlarge.
 INSTANCE_TYPE_PATTERN = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 AWS_REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
-QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# What each kind of resource accepts as a name (SQS FIFO names add ".fifo" to the queue rule).
+RESOURCE_NAME_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
+    "SQS queue": (re.compile(r"[A-Za-z0-9_-]+"), 80, "letters, digits, hyphens and underscores"),
+    "SNS topic": (re.compile(r"[A-Za-z0-9_-]+"), 256, "letters, digits, hyphens and underscores"),
+    "Kinesis stream": (re.compile(r"[A-Za-z0-9_.-]+"), 128, "letters, digits, hyphens, underscores and dots"),
+    "DynamoDB table": (re.compile(r"[A-Za-z0-9_.-]{3,}"), 255, "3 or more letters, digits, hyphens, underscores and dots"),
+}
+FIFO_SUFFIX = ".fifo"
+# Attributes the DynamoDB destination writes next to the key; the key field must not collide.
+TABLE_ATTRIBUTES = frozenset({"event_time_ms", "message_id", "envelope", "expires_at"})
+PARTITION_KEY_FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+# FIFO event sources take at most 10 records per batch and no batching window (Lambda's rules).
+FIFO_BATCH_LIMIT = 10
 # The dev stage in .chalice/config.json names its own queues and endpoint `<name>-dev`, so the
-# answers must leave room for the suffix within SQS's 80 and SageMaker's 63 characters.
+# answers must leave room for the suffix within each name limit (SQS 80, SageMaker 63, ...).
 DEV_STAGE_SUFFIX = "-dev"
-QUEUE_NAME_LIMIT = 80 - len(DEV_STAGE_SUFFIX)
 ENDPOINT_NAME_LIMIT = 63 - len(DEV_STAGE_SUFFIX)
 # Written as the generated files write it: plain digits, so it is also a valid JSON number.
 WHOLE_NUMBER_PATTERN = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -81,9 +92,13 @@ WHOLE_NUMBER_RANGES: dict[str, tuple[int, int]] = {
     "records_per_endpoint_call": (1, 10_000),
     "endpoint_concurrency": (1, 64),
     "serverless_max_concurrency": (1, 200),
+    "prediction_ttl_days": (1, 3_650),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "input_source": ("sqs", "sqs-fifo", "kinesis"),
+    "output_destination": ("sqs", "sns", "kinesis", "dynamodb"),
+    "read_api_auth": ("iam", "none"),
     "lambda_runtime": ("python3.12", "python3.13"),
     "endpoint_content_type": ("application/json", "application/jsonlines"),
     "endpoint_call_mode": ("batch", "per-record"),
@@ -92,7 +107,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "serverless_memory_mb": ("1024", "2048", "3072", "4096", "5120", "6144"),
 }
 
-QUEUE_OPTIONS = ("features_queue_name", "predictions_queue_name", "dead_letter_queue_name")
+NAME_OPTIONS = ("features_source_name", "predictions_destination_name", "dead_letter_queue_name")
+DESTINATION_KINDS = {"sqs": "SQS queue", "sns": "SNS topic", "kinesis": "Kinesis stream", "dynamodb": "DynamoDB table"}
 
 
 class Problem(NamedTuple):
@@ -228,22 +244,40 @@ def instance_type_problems(instance_type: object) -> list[str]:
     return []
 
 
-def queue_name_problems(name: object) -> list[str]:
-    """Explain why a value cannot name a standard SQS queue."""
+def resource_name_problems(name: object) -> list[str]:
+    """Explain why a value cannot name any queue, topic, stream or table (the kind is checked later)."""
     if not isinstance(name, str):
         return ["must be text"]
-    if name.endswith(".fifo"):
+    if not name or not RESOURCE_NAME_RULES["Kinesis stream"][0].fullmatch(name):
+        return ["must be letters, digits, hyphens, underscores and dots only, e.g. product-recommendations-features"]
+    return []
+
+
+def named_resource_problems(name: str, kind: str, *, fifo: bool = False) -> list[str]:
+    """Explain why `name` cannot name a resource of `kind` in both stages (dev adds "-dev")."""
+    pattern, limit, allowed = RESOURCE_NAME_RULES[kind]
+    if kind == "SQS queue":
+        if fifo and not name.endswith(FIFO_SUFFIX):
+            return [f"names a standard queue, but FIFO input needs FIFO queues: end it with {FIFO_SUFFIX}"]
+        if not fifo and name.endswith(FIFO_SUFFIX):
+            return [f"names a FIFO queue; drop {FIFO_SUFFIX}, or choose input_source sqs-fifo"]
+    stem = name.removesuffix(FIFO_SUFFIX) if fifo else name
+    if not pattern.fullmatch(stem):
+        return [f"must be {allowed} only (the {kind} naming rule)"]
+    if len(name) + len(DEV_STAGE_SUFFIX) > limit:
         return [
-            "names a FIFO queue, but the generated project uses standard queues; FIFO input "
-            "comes with a later template option, so drop the .fifo suffix for now"
+            f"must be at most {limit - len(DEV_STAGE_SUFFIX)} characters (it has {len(name)}): the dev "
+            f"stage adds {DEV_STAGE_SUFFIX!r} and a {kind} name allows {limit}"
         ]
-    if not QUEUE_NAME_PATTERN.fullmatch(name):
-        return ["must be letters, digits, hyphens and underscores only (SQS's rule)"]
-    if len(name) > QUEUE_NAME_LIMIT:
-        return [
-            f"must be at most {QUEUE_NAME_LIMIT} characters (it has {len(name)}): the dev stage "
-            f"adds {DEV_STAGE_SUFFIX!r} and SQS allows 80"
-        ]
+    return []
+
+
+def partition_key_field_problems(field: object) -> list[str]:
+    """Explain why a value cannot be the input field that keys predictions."""
+    if not isinstance(field, str) or not PARTITION_KEY_FIELD_PATTERN.fullmatch(field):
+        return ["must be the name of a field of the model input: letters, digits and underscores, e.g. user_id"]
+    if field in TABLE_ATTRIBUTES:
+        return [f"is an attribute the DynamoDB destination writes itself; pick another ({', '.join(sorted(TABLE_ATTRIBUTES))} are taken)"]
     return []
 
 
@@ -254,22 +288,38 @@ def choice_problems(value: object, choices: tuple[str, ...]) -> list[str]:
     return []
 
 
+def resource_kind_problems(answers: Mapping[str, object]) -> list[Problem]:
+    """Check each name against the rules of the resource the chosen source and destination make it."""
+    source, destination = answers.get("input_source"), answers.get("output_destination")
+    if source not in CHOICES["input_source"] or destination not in CHOICES["output_destination"]:
+        return []
+    fifo = source == "sqs-fifo"
+    kinds = {
+        "features_source_name": ("Kinesis stream" if source == "kinesis" else "SQS queue", fifo),
+        "predictions_destination_name": (DESTINATION_KINDS[str(destination)], fifo and destination == "sqs"),
+        "dead_letter_queue_name": ("SQS queue", fifo),
+    }
+    found: list[Problem] = []
+    for option, (kind, fifo_name) in kinds.items():
+        name = answers.get(option)
+        if isinstance(name, str):
+            found.extend(Problem(option, name, reason) for reason in named_resource_problems(name, kind, fifo=fifo_name))
+    queues = [option for option, (kind, _) in kinds.items() if kind == "SQS queue"]
+    for index, option in enumerate(queues):
+        same = [earlier for earlier in queues[:index] if answers.get(earlier) == answers.get(option)]
+        if same:
+            found.append(
+                Problem(option, answers.get(option), f"is the same name as {same[0]}; each queue needs its own name")
+            )
+    return found
+
+
 def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
     """Find rules that tie two answers together (each answer on its own is assumed valid)."""
     number = {key: in_range_number(answers.get(key), key) for key in WHOLE_NUMBER_RANGES}
     found: list[Problem] = []
 
-    for index, option in enumerate(QUEUE_OPTIONS):
-        name = answers.get(option)
-        same = [earlier for earlier in QUEUE_OPTIONS[:index] if answers.get(earlier) == name]
-        if same:
-            found.append(
-                Problem(
-                    option,
-                    name,
-                    f"is the same name as {same[0]}; each of the three queues needs its own name",
-                )
-            )
+    found.extend(resource_kind_problems(answers))
 
     batch, window = number["batch_size"], number["maximum_batching_window_seconds"]
     if batch is not None and window is not None and batch > UNWINDOWED_BATCH_LIMIT and window < 1:
@@ -283,6 +333,24 @@ def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
                 f"{UNWINDOWED_BATCH_LIMIT}",
             )
         )
+
+    if answers.get("input_source") == "sqs-fifo" and batch is not None and window is not None:
+        if batch > FIFO_BATCH_LIMIT:
+            found.append(
+                Problem(
+                    "batch_size",
+                    answers.get("batch_size"),
+                    f"must be at most {FIFO_BATCH_LIMIT} with a FIFO queue (Lambda's rule); lower it",
+                )
+            )
+        if window != 0:
+            found.append(
+                Problem(
+                    "maximum_batching_window_seconds",
+                    answers.get("maximum_batching_window_seconds"),
+                    "must be 0 with a FIFO queue: Lambda offers no batching window for FIFO sources",
+                )
+            )
 
     receives = number["max_receive_count"]
     if receives is not None and receives < MIN_MAX_RECEIVE_COUNT:
@@ -334,7 +402,8 @@ def single_option_checks() -> dict[str, Callable[[object], list[str]]]:
         "aws_region": aws_region_problems,
         "endpoint_instance_type": instance_type_problems,
     }
-    checks.update({option: queue_name_problems for option in QUEUE_OPTIONS})
+    checks.update({option: resource_name_problems for option in NAME_OPTIONS})
+    checks["partition_key_field"] = partition_key_field_problems
     checks.update(
         {
             option: partial(whole_number_problems, low=low, high=high)

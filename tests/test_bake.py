@@ -40,8 +40,8 @@ COMBINATIONS: list[dict[str, str]] = [
         "endpoint_name": "churn-xgb-v2",
         "model_version": "2026.11-rc1+build.7",
         "aws_region": "us-west-2",
-        "features_queue_name": "Clicks_In",
-        "predictions_queue_name": "churn-scores",
+        "features_source_name": "Clicks_In",
+        "predictions_destination_name": "churn-scores",
         "dead_letter_queue_name": "churn_scores_dlq",
         "max_receive_count": "1000",
     },
@@ -236,8 +236,8 @@ def test_the_chalice_config_carries_the_answers(baked: dict[str, Any]) -> None:
     assert shared["TRIGGER_MAXIMUM_CONCURRENCY"] == answers["maximum_concurrency"]
     assert shared["MODEL_VERSION"] == answers["model_version"]
     prod = config["stages"]["prod"]["environment_variables"]
-    assert prod["FEATURES_QUEUE_NAME"] == answers["features_queue_name"]
-    assert prod["PREDICTIONS_QUEUE_NAME"] == answers["predictions_queue_name"]
+    assert prod["FEATURES_QUEUE_NAME"] == answers["features_source_name"]
+    assert prod["PREDICTIONS_QUEUE_NAME"] == answers["predictions_destination_name"]
     assert prod["DEAD_LETTER_QUEUE_NAME"] == answers["dead_letter_queue_name"]
     assert prod["ENDPOINT_NAME"] == answers["endpoint_name"]
 
@@ -257,7 +257,7 @@ def test_the_sample_events_come_from_the_chosen_queue_and_region(baked: dict[str
         for record in event["Records"]:
             assert record["awsRegion"] == answers["aws_region"], path.name
             assert record["eventSourceARN"].endswith(
-                f":{answers['aws_region']}:123456789012:{answers['features_queue_name']}"
+                f":{answers['aws_region']}:123456789012:{answers['features_source_name']}"
             ), path.name
 
 

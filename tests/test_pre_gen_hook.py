@@ -137,8 +137,8 @@ def test_a_76_character_queue_name_is_accepted(pre_gen_hook: ModuleType) -> None
 
 def test_the_three_queues_need_three_names(pre_gen_hook: ModuleType) -> None:
     """Reading and writing the same queue would loop predictions back in as features."""
-    refused = options_refused(pre_gen_hook, predictions_queue_name="product-recommendations-features")
-    assert refused == {"predictions_queue_name"}
+    refused = options_refused(pre_gen_hook, predictions_destination_name="product-recommendations-features")
+    assert refused == {"predictions_destination_name"}
 
 
 @pytest.mark.parametrize(
@@ -211,7 +211,7 @@ def test_the_report_names_each_answer_and_how_to_rerun(pre_gen_hook: ModuleType)
     """The message must show what was given and point to `cookiecutter --replay`."""
     answers = default_answers() | {
         "batch_size": "20",
-        "features_queue_name": "in.fifo",
+        "features_source_name": "in.fifo",
         "_template": "gh:acme/cookiecutter-sagemaker-streaming",
         "_repo_dir": "/home/me/.cookiecutters/cookiecutter-sagemaker-streaming",
         "_output_dir": "/home/me/src",
@@ -220,7 +220,7 @@ def test_the_report_names_each_answer_and_how_to_rerun(pre_gen_hook: ModuleType)
     assert "2 answers need fixing" in report
     assert 'batch_size = "20"' in report
     assert "maximum_batching_window_seconds" in report
-    assert 'features_queue_name = "in.fifo"' in report
+    assert 'features_source_name = "in.fifo"' in report
     assert "cookiecutter --replay gh:acme/cookiecutter-sagemaker-streaming -o /home/me/src" in report
     assert "cookiecutter-sagemaker-streaming.json" in report
 
