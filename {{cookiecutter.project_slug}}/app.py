@@ -1,17 +1,28 @@
-"""Lambda entry point: the features queue triggers the batch processor in chalicelib/."""
+"""Lambda entry point: {% if cookiecutter.input_source == "kinesis" %}the features stream{% else %}the features queue{% endif %} triggers the batch processor in chalicelib/."""
 
 from functools import cache
 
 from chalice import Chalice
+{%- if cookiecutter.input_source == "kinesis" %}
+from chalice.app import KinesisEvent
+{%- else %}
 from chalice.app import SQSEvent
+{%- endif %}
 
 from chalicelib.batch import BatchProcessor
+{%- if cookiecutter.output_destination == "dynamodb" %}
+from chalicelib.predictions_api import predictions_api
+{%- endif %}
 from chalicelib.settings import HandlerSettings, TriggerSettings
 
 app = Chalice(app_name="{{ cookiecutter.project_slug }}")
+{%- if cookiecutter.output_destination == "dynamodb" %}
+# GET /predictions/{key}: the latest prediction for one key, read from the table.
+app.register_blueprint(predictions_api)
+{%- endif %}
 
 # Read while `chalice package`/`deploy` import this file: the stage's environment variables
-# are set then, so each stage can have its own queue and trigger settings.
+# are set then, so each stage can have its own {% if cookiecutter.input_source == "kinesis" %}stream{% else %}queue{% endif %} and trigger settings.
 trigger = TriggerSettings.from_env()
 
 
@@ -20,15 +31,31 @@ def batch_processor() -> BatchProcessor:
     """Clients and thread pool, created on the first invocation and reused by every later one."""
     return BatchProcessor.from_settings(HandlerSettings.from_env())
 
-
+{% if cookiecutter.input_source == "kinesis" %}
+# Chalice does not set ReportBatchItemFailures, bisect-on-error, retry limits or an on-failure
+# destination on the event source mapping: `make package` adds them through the merge template.
+# Without ReportBatchItemFailures Lambda would ignore the returned failure list and retry the
+# whole batch until the records expire.
+@app.on_kinesis_record(
+    stream=trigger.features_source_name,
+    batch_size=trigger.batch_size,
+    # Start with the oldest record the stream still holds, so nothing sent before the first
+    # deployment is skipped.
+    starting_position="TRIM_HORIZON",
+    maximum_batching_window_in_seconds=trigger.batching_window_seconds,
+)
+def handle_feature_events(event: KinesisEvent) -> dict:
+    return batch_processor().process(event.to_dict()["Records"], event.context)
+{%- else %}
 # Chalice does not set ReportBatchItemFailures on the event source mapping (aws/chalice#2029):
 # `make package` adds it through the merge template. Without it Lambda would ignore the
 # returned failure list and delete the whole batch.
 @app.on_sqs_message(
-    queue=trigger.features_queue_name,
+    queue=trigger.features_source_name,
     batch_size=trigger.batch_size,
     maximum_batching_window_in_seconds=trigger.batching_window_seconds,
     maximum_concurrency=trigger.maximum_concurrency,
 )
 def handle_feature_events(event: SQSEvent) -> dict:
     return batch_processor().process(event.to_dict()["Records"], event.context)
+{%- endif %}

@@ -1,9 +1,9 @@
 """Processes one Lambda batch of feature events end to end and names the records to retry.
 
-Every record ends in exactly one of three places: its prediction on the predictions queue, a
+Every record ends in exactly one of three places: its prediction in the destination, a
 dead-letter record (its body untouched, the reason in message attributes), or the returned
-batchItemFailures so SQS delivers it again. A record is only left out of batchItemFailures once
-SQS has accepted its prediction or its dead-letter record.
+batchItemFailures so the source delivers it again. A record is only left out of batchItemFailures
+once the destination has accepted its prediction or the dead-letter queue its record.
 """
 
 from __future__ import annotations
@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from . import destination, source
 from .deadline import Deadline, LambdaContext
 from .endpoint import EndpointInvoker, PayloadCodec, Prediction
-from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope
+from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
 from .failures import RecordFailure
-from .feature_events import FeatureEvent, RejectedRecord, parse_record
+from .feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
-from .publishing import MAX_BATCH_BYTES, OutgoingMessage, QueuePublisher
+from .publishing import OutgoingMessage, QueuePublisher, Sink
 from .settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
@@ -34,19 +37,52 @@ logger = logging.getLogger(__name__)
 _MAX_REASON_CHARS = 1000
 
 
-def dead_letter(message_id: str, body: str, receive_count: int, failure: RecordFailure) -> OutgoingMessage:
+def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> OutgoingMessage:
     """The dead-letter record for a record: the original body, the reason in attributes."""
     return OutgoingMessage(
-        key=message_id,
-        body=body,
+        key=item.message_id,
+        body=item.body,
         attributes={
             "error_code": failure.code,
             "error_reason": failure.reason[:_MAX_REASON_CHARS] or failure.code,
-            "attempt_count": str(receive_count),
-            "source_message_id": message_id,
+            "attempt_count": str(item.receive_count),
+            "source_message_id": item.message_id,
             "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         },
+        # A FIFO dead-letter queue keeps each group's failures in order too.
+        group=item.group,
     )
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Where one record of the batch is headed: a message to publish, or back to the source."""
+
+    item: FeatureEvent | RejectedRecord
+    message: OutgoingMessage | None = None
+    dead_lettered: bool = False
+    # Why the record must be delivered again; set when there is nothing to publish.
+    retry_reason: str = ""
+
+
+def publication_rounds(settlements: Sequence[Settlement], ordered: bool) -> list[list[Settlement]]:
+    """Group the batch into rounds to publish one after the other.
+
+    An unordered source publishes everything at once. An ordered one publishes the first record
+    of every group, then the second, and so on, so a record is only published once every earlier
+    record of its group has been.
+    """
+    if not ordered:
+        return [list(settlements)]
+    rounds: list[list[Settlement]] = []
+    seen: Counter[str] = Counter()
+    for settlement in settlements:
+        position = seen[settlement.item.group]
+        seen[settlement.item.group] += 1
+        if position == len(rounds):
+            rounds.append([])
+        rounds[position].append(settlement)
+    return rounds
 
 
 class BatchProcessor:
@@ -56,15 +92,17 @@ class BatchProcessor:
         self,
         settings: HandlerSettings,
         invoker: EndpointInvoker,
-        predictions: QueuePublisher,
-        dead_letters: QueuePublisher,
+        predictions: Sink,
+        dead_letters: Sink,
         input_schema: InputSchema | None,
+        max_prediction_bytes: int = destination.MAX_MESSAGE_BYTES,
     ) -> None:
         self._settings = settings
         self._input_schema = input_schema
         self._invoker = invoker
         self._predictions = predictions
         self._dead_letters = dead_letters
+        self._max_prediction_bytes = max_prediction_bytes
 
     @classmethod
     def from_settings(cls, settings: HandlerSettings) -> BatchProcessor:
@@ -92,11 +130,12 @@ class BatchProcessor:
             payload_limit=settings.endpoint_payload_limit,
             executor=executor,
         )
+        dead_letter_queue = settings.dead_letter_queue_name
         return cls(
             settings,
             invoker,
-            predictions=QueuePublisher(sqs, settings.predictions_queue_name, executor),
-            dead_letters=QueuePublisher(sqs, settings.dead_letter_queue_name, executor),
+            predictions=destination.prediction_sink(executor),
+            dead_letters=QueuePublisher(sqs, dead_letter_queue, executor, fifo=dead_letter_queue.endswith(".fifo")),
             input_schema=InputSchema.from_setting(settings.model_input_schema),
         )
 
@@ -104,52 +143,93 @@ class BatchProcessor:
         """Handle one batch; return Lambda's partial batch response."""
         started = time.perf_counter()
         deadline = Deadline(context, self._settings.deadline_reserve_ms)
-        parsed = [self._admit(record) for record in records]
+        parsed = [self._admit(source.delivery(record)) for record in records]
         events = [item for item in parsed if isinstance(item, FeatureEvent)]
         outcomes = self._invoker.predict(events, deadline)
-
-        predictions: list[OutgoingMessage] = []
-        dead_letters = [
-            dead_letter(item.message_id, item.body, item.receive_count, item.failure)
-            for item in parsed
-            if isinstance(item, RejectedRecord)
-        ]
-        retry: dict[str, str] = {}
+        predicted = {event.message_id: outcome for event, outcome in zip(events, outcomes, strict=True)}
         predicted_at = datetime.now(UTC)
-        for event, outcome in zip(events, outcomes, strict=True):
-            if isinstance(outcome, Prediction):
-                message = self._prediction_message(event, outcome, predicted_at)
-                if message.size() > MAX_BATCH_BYTES:
-                    failure = RecordFailure.permanent_failure(
-                        "PredictionTooLarge", f"the prediction envelope is {message.size()} bytes; SQS takes 1 MiB"
-                    )
-                    dead_letters.append(dead_letter(event.message_id, event.body, event.receive_count, failure))
-                else:
-                    predictions.append(message)
-            elif outcome.permanent:
-                dead_letters.append(dead_letter(event.message_id, event.body, event.receive_count, outcome))
-            else:
-                retry[event.message_id] = f"{outcome.code}: {outcome.reason}"
+        settlements = [self._settle(item, predicted.get(item.message_id), predicted_at) for item in parsed]
 
-        retry.update(self._predictions.send(predictions))
-        retry.update(self._dead_letters.send(dead_letters))
-        self._log_batch(records, predictions, dead_letters, retry, started)
+        retry = self._publish(settlements)
+        self._log_batch(settlements, retry, started)
         return {
-            "batchItemFailures": [
-                {"itemIdentifier": record["messageId"]} for record in records if record["messageId"] in retry
-            ]
+            "batchItemFailures": [{"itemIdentifier": item.failure_id} for item in parsed if item.message_id in retry]
         }
 
-    def _admit(self, record: dict[str, Any]) -> FeatureEvent | RejectedRecord:
-        """Parse a record and check its model input against the schema, if there is one."""
-        item = parse_record(record, self._settings.max_record_bytes)
-        if isinstance(item, RejectedRecord) or self._input_schema is None:
+    def _admit(self, delivery: Delivery) -> FeatureEvent | RejectedRecord:
+        """Parse a record and check its model input: the schema, if any, and the partition key."""
+        item = parse_record(delivery, self._settings.max_record_bytes)
+        if isinstance(item, RejectedRecord):
             return item
-        violation = self._input_schema.violation(item.features)
-        if violation is None:
+        problem = None
+        if self._input_schema is not None and (violation := self._input_schema.violation(item.features)):
+            problem = RecordFailure.permanent_failure("SchemaViolation", violation)
+        elif self._settings.partition_key_field and self._partition_key(item) is None:
+            field = self._settings.partition_key_field
+            problem = RecordFailure.permanent_failure(
+                "MissingPartitionKey", f"the model input has no {field!r} string or number, which keys its prediction"
+            )
+        if problem is None:
             return item
-        failure = RecordFailure.permanent_failure("SchemaViolation", violation)
-        return RejectedRecord(item.message_id, item.body, item.receive_count, failure)
+        return RejectedRecord(item.message_id, item.body, item.receive_count, problem, item.failure_id, item.group)
+
+    def _partition_key(self, event: FeatureEvent) -> str | None:
+        value = event.features.get(self._settings.partition_key_field)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            return None
+        return str(value)
+
+    def _settle(
+        self, item: FeatureEvent | RejectedRecord, outcome: Prediction | RecordFailure | None, predicted_at: datetime
+    ) -> Settlement:
+        """Decide where one record goes, before anything is published."""
+        if isinstance(item, RejectedRecord):
+            return Settlement(item, dead_letter(item, item.failure), dead_lettered=True)
+        if isinstance(outcome, Prediction):
+            message = self._prediction_message(item, outcome, predicted_at)
+            if message.size() <= self._max_prediction_bytes:
+                return Settlement(item, message)
+            failure = RecordFailure.permanent_failure(
+                "PredictionTooLarge",
+                f"the prediction envelope is {message.size()} bytes; "
+                f"the destination takes {self._max_prediction_bytes}",
+            )
+            return Settlement(item, dead_letter(item, failure), dead_lettered=True)
+        assert outcome is not None, "the invoker answers for every event"
+        if outcome.permanent:
+            return Settlement(item, dead_letter(item, outcome), dead_lettered=True)
+        return Settlement(item, retry_reason=f"{outcome.code}: {outcome.reason}")
+
+    def _publish(self, settlements: Sequence[Settlement]) -> dict[str, str]:
+        """Publish what can be published; return {message id: reason} for the records to retry.
+
+        For an ordered source, a record that must be retried holds back every later record of
+        its group: none of them is published, and all are retried, so they arrive in order.
+        """
+        ordered = source.ORDERED_BY_GROUP
+        retry: dict[str, str] = {}
+        held_back: set[str] = set()
+
+        def fail(settlement: Settlement, reason: str) -> None:
+            retry[settlement.item.message_id] = reason
+            if ordered:
+                held_back.add(settlement.item.group)
+
+        for round_ in publication_rounds(settlements, ordered):
+            ready: list[Settlement] = []
+            for settlement in round_:
+                if ordered and settlement.item.group in held_back:
+                    retry[settlement.item.message_id] = "held back: an earlier record of its group is being retried"
+                elif settlement.retry_reason:
+                    fail(settlement, settlement.retry_reason)
+                else:
+                    ready.append(settlement)
+            refused = self._predictions.send([s.message for s in ready if s.message and not s.dead_lettered])
+            refused.update(self._dead_letters.send([s.message for s in ready if s.message and s.dead_lettered]))
+            for settlement in ready:
+                if settlement.item.message_id in refused:
+                    fail(settlement, refused[settlement.item.message_id])
+        return retry
 
     def _prediction_message(
         self, event: FeatureEvent, prediction: Prediction, predicted_at: datetime
@@ -157,42 +237,38 @@ class BatchProcessor:
         envelope = build_envelope(
             event, prediction, self._settings.endpoint_name, self._settings.model_version, predicted_at
         )
+        happened_at = event_moment(event)
         return OutgoingMessage(
             key=event.message_id,
             body=encode_envelope(envelope),
             # Attributes let subscribers filter without parsing the body.
-            attributes={"schema_version": SCHEMA_VERSION, "model_version": self._settings.model_version},
+            attributes={
+                "schema_version": SCHEMA_VERSION,
+                "model_version": self._settings.model_version,
+                "endpoint_name": self._settings.endpoint_name,
+            },
+            group=(self._partition_key(event) or "") if self._settings.partition_key_field else event.group,
+            event_time_ms=None if happened_at is None else int(happened_at.timestamp() * 1000),
         )
 
     @staticmethod
-    def _log_batch(
-        records: Sequence[dict[str, Any]],
-        predictions: list[OutgoingMessage],
-        dead_letters: list[OutgoingMessage],
-        retry: dict[str, str],
-        started: float,
-    ) -> None:
+    def _log_batch(settlements: Sequence[Settlement], retry: dict[str, str], started: float) -> None:
         # Ids, codes and counts only: feature values may be personal data.
-        for message in dead_letters:
-            if message.key not in retry:
-                logger.warning(
-                    json.dumps(
-                        {
-                            "event": "dead_lettered",
-                            "message_id": message.key,
-                            "error_code": message.attributes["error_code"],
-                        }
-                    )
-                )
+        for settlement in settlements:
+            message_id = settlement.item.message_id
+            if settlement.dead_lettered and settlement.message and message_id not in retry:
+                code = settlement.message.attributes["error_code"]
+                logger.warning(json.dumps({"event": "dead_lettered", "message_id": message_id, "error_code": code}))
         for message_id, reason in retry.items():
             logger.warning(json.dumps({"event": "retrying", "message_id": message_id, "reason": reason[:200]}))
+        published = [s for s in settlements if s.message and s.item.message_id not in retry]
         logger.info(
             json.dumps(
                 {
                     "event": "batch_processed",
-                    "records": len(records),
-                    "predicted": sum(1 for message in predictions if message.key not in retry),
-                    "dead_lettered": sum(1 for message in dead_letters if message.key not in retry),
+                    "records": len(settlements),
+                    "predicted": sum(1 for s in published if not s.dead_lettered),
+                    "dead_lettered": sum(1 for s in published if s.dead_lettered),
                     "retrying": len(retry),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 }

@@ -20,7 +20,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _event_moment(event: FeatureEvent) -> datetime | None:
+def event_moment(event: FeatureEvent) -> datetime | None:
     """When the event happened: its own event time, else when SQS accepted it."""
     if event.event_time is not None:
         moment = datetime.fromisoformat(event.event_time)
@@ -38,7 +38,7 @@ def build_envelope(
     predicted_at: datetime,
 ) -> dict[str, Any]:
     """Wrap one prediction with what a consumer needs to trust, order and de-duplicate it."""
-    happened_at = _event_moment(event)
+    happened_at = event_moment(event)
     latency_ms = None if happened_at is None else round((predicted_at - happened_at).total_seconds() * 1000, 1)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -1,4 +1,7 @@
-"""Turns SQS records into feature events, or into a permanent failure that says why not.
+"""Turns delivered records into feature events, or into a permanent failure that says why not.
+
+The event source (chalicelib/source.py) reads its own record format into a Delivery; from there
+on every source is handled alike.
 
 A message body is either the model's input JSON itself, or an envelope that carries an event
 id and event time around it:
@@ -23,6 +26,25 @@ _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One record as the event source delivered it, before its body is read."""
+
+    # Stable across redeliveries: consumers drop duplicates on it.
+    message_id: str
+    # What the partial batch response names to have this record delivered again.
+    failure_id: str
+    body: str
+    receive_count: int
+    sent_timestamp_ms: int | None
+    # Records of one group must be handled in order (FIFO MessageGroupId, Kinesis partition
+    # key); "" when the source does not order records.
+    group: str = ""
+    # Set when the source could not turn the record's bytes into text; the body then holds them
+    # base64-encoded so the dead-letter record still carries them unchanged.
+    encoding_problem: str = ""
+
+
+@dataclass(frozen=True)
 class FeatureEvent:
     """One record the model will be asked about."""
 
@@ -36,6 +58,8 @@ class FeatureEvent:
     event_time: str | None
     sent_timestamp_ms: int | None
     receive_count: int
+    failure_id: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,22 +70,18 @@ class RejectedRecord:
     body: str
     receive_count: int
     failure: RecordFailure
+    failure_id: str
+    group: str = ""
 
 
-def _int_attribute(record: dict[str, Any], name: str) -> int | None:
-    value = record.get("attributes", {}).get(name)
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _reject(record: dict[str, Any], code: str, reason: str) -> RejectedRecord:
+def _reject(delivery: Delivery, code: str, reason: str) -> RejectedRecord:
     return RejectedRecord(
-        message_id=record["messageId"],
-        body=record.get("body", ""),
-        receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
+        message_id=delivery.message_id,
+        body=delivery.body,
+        receive_count=delivery.receive_count,
         failure=RecordFailure.permanent_failure(code, reason),
+        failure_id=delivery.failure_id,
+        group=delivery.group,
     )
 
 
@@ -74,9 +94,11 @@ def _is_iso8601(value: str) -> bool:
     return True
 
 
-def parse_record(record: dict[str, Any], max_record_bytes: int) -> FeatureEvent | RejectedRecord:
-    """Read one Lambda SQS record into a FeatureEvent, or reject it with the reason."""
-    body = record.get("body", "")
+def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | RejectedRecord:
+    """Read one delivered record into a FeatureEvent, or reject it with the reason."""
+    if record.encoding_problem:
+        return _reject(record, "InvalidEncoding", record.encoding_problem)
+    body = record.body
     size = len(body.encode("utf-8"))
     if size > max_record_bytes:
         return _reject(record, "RecordTooLarge", f"body is {size} bytes; the limit is {max_record_bytes}")
@@ -87,7 +109,7 @@ def parse_record(record: dict[str, Any], max_record_bytes: int) -> FeatureEvent 
     if not isinstance(document, dict):
         return _reject(record, "InvalidInput", f"body must be a JSON object, not {type(document).__name__}")
 
-    event_id = record["messageId"]
+    event_id = record.message_id
     event_time = None
     features = document
     if "features" in document and set(document) <= _ENVELOPE_KEYS:
@@ -104,11 +126,13 @@ def parse_record(record: dict[str, Any], max_record_bytes: int) -> FeatureEvent 
                 return _reject(record, "InvalidEnvelope", "envelope field 'event_time' must be an ISO-8601 timestamp")
 
     return FeatureEvent(
-        message_id=record["messageId"],
+        message_id=record.message_id,
         body=body,
         features=features,
         event_id=event_id,
         event_time=event_time,
-        sent_timestamp_ms=_int_attribute(record, "SentTimestamp"),
-        receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
+        sent_timestamp_ms=record.sent_timestamp_ms,
+        receive_count=record.receive_count,
+        failure_id=record.failure_id,
+        group=record.group,
     )

@@ -36,12 +36,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class TriggerSettings:
-    """How the SQS event source feeds the function; read while app.py is imported."""
+    """How the event source feeds the function; read while app.py is imported."""
 
-    features_queue_name: str
+    features_source_name: str
     batch_size: int
     batching_window_seconds: int
+{%- if cookiecutter.input_source != "kinesis" %}
     maximum_concurrency: int
+{%- endif %}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TriggerSettings:
@@ -51,18 +53,19 @@ class TriggerSettings:
         if not window.isdigit():
             raise SettingsError(f"TRIGGER_BATCHING_WINDOW_SECONDS={window!r} is not a whole number")
         return cls(
-            features_queue_name=_required(env, "FEATURES_QUEUE_NAME"),
+            features_source_name=_required(env, "{{ 'FEATURES_STREAM_NAME' if cookiecutter.input_source == 'kinesis' else 'FEATURES_QUEUE_NAME' }}"),
             batch_size=_positive_int(env, "TRIGGER_BATCH_SIZE", 10),
             batching_window_seconds=int(window),
+{%- if cookiecutter.input_source != "kinesis" %}
             maximum_concurrency=_positive_int(env, "TRIGGER_MAXIMUM_CONCURRENCY", 2),
+{%- endif %}
         )
 
 
 @dataclass(frozen=True)
 class HandlerSettings:
-    """Where predictions go and how the endpoint is called."""
+    """How the endpoint is called and where failed records go (destination.py knows the rest)."""
 
-    predictions_queue_name: str
     dead_letter_queue_name: str
     endpoint_name: str
     model_version: str
@@ -76,13 +79,15 @@ class HandlerSettings:
     max_record_bytes: int
     # JSON Schema file for the model input, relative to the code root; empty turns the check off.
     model_input_schema: str
+    # The model-input field whose value keys each prediction in a keyed destination (a Kinesis
+    # stream, a DynamoDB table); empty when the destination is not keyed.
+    partition_key_field: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
         # Looked up at call time: the Chalice test client swaps os.environ for a patched copy.
         env = os.environ if env is None else env
         return cls(
-            predictions_queue_name=_required(env, "PREDICTIONS_QUEUE_NAME"),
             dead_letter_queue_name=_required(env, "DEAD_LETTER_QUEUE_NAME"),
             endpoint_name=_required(env, "ENDPOINT_NAME"),
             model_version=env.get("MODEL_VERSION", "").strip() or "unversioned",
@@ -96,4 +101,5 @@ class HandlerSettings:
             # from filling a whole InvokeEndpoint request.
             max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 256 * 1024),
             model_input_schema=env.get("MODEL_INPUT_SCHEMA", "chalicelib/model-input.schema.json").strip(),
+            partition_key_field=env.get("PARTITION_KEY_FIELD", "").strip(),
         )

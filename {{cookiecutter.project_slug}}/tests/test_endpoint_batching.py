@@ -31,6 +31,7 @@ def feature_event(number: int, **overrides) -> FeatureEvent:
         event_time=None,
         sent_timestamp_ms=None,
         receive_count=1,
+        failure_id=f"msg-{number}",
     )
 
 

@@ -1,26 +1,31 @@
-"""Parsing SQS records into feature events: both body forms, and every way a body is refused."""
+"""Reading delivered records into feature events: both body forms, and every way a body is refused.
+
+The records here come through the project's own event source (chalicelib/source.py), so the
+same tests hold whichever source the project reads.
+"""
 
 import json
 
 import pytest
 
-from chalicelib.feature_events import FeatureEvent, RejectedRecord, parse_record
+from chalicelib.feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
 
 MODEL_INPUT = {"user_id": "u-0001", "recent_items": ["i-0001"], "k": 3}
 
 
-def sqs_record(body: str, message_id: str = "m-1", receive_count: int = 1) -> dict:
-    return {
-        "messageId": message_id,
-        "receiptHandle": "handle",
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1764064800000"},
-    }
+def delivered(body: str, message_id: str = "m-1", receive_count: int = 1) -> Delivery:
+    return Delivery(
+        message_id=message_id,
+        failure_id=message_id,
+        body=body,
+        receive_count=receive_count,
+        sent_timestamp_ms=1764064800000,
+    )
 
 
 def test_a_bare_body_is_the_model_input_and_its_message_id_is_the_event_id():
     """Producers that send plain model input need no envelope."""
-    event = parse_record(sqs_record(json.dumps(MODEL_INPUT)), max_record_bytes=1024)
+    event = parse_record(delivered(json.dumps(MODEL_INPUT)), max_record_bytes=1024)
     assert isinstance(event, FeatureEvent)
     assert event.features == MODEL_INPUT
     assert event.event_id == "m-1"
@@ -31,7 +36,7 @@ def test_a_bare_body_is_the_model_input_and_its_message_id_is_the_event_id():
 def test_an_envelope_carries_event_id_and_event_time_around_the_features():
     """The envelope lets producers correlate predictions with their own event ids."""
     body = json.dumps({"event_id": "e-9", "event_time": "2026-11-25T10:00:00.000Z", "features": MODEL_INPUT})
-    event = parse_record(sqs_record(body, receive_count=3), max_record_bytes=1024)
+    event = parse_record(delivered(body, receive_count=3), max_record_bytes=1024)
     assert isinstance(event, FeatureEvent)
     assert (event.features, event.event_id, event.event_time) == (MODEL_INPUT, "e-9", "2026-11-25T10:00:00.000Z")
     assert event.receive_count == 3
@@ -41,7 +46,7 @@ def test_an_envelope_carries_event_id_and_event_time_around_the_features():
 def test_a_model_input_with_a_features_field_among_others_is_not_mistaken_for_an_envelope():
     """Only a body made of envelope keys alone is unwrapped."""
     body = {"features": {"a": 1}, "user_id": "u-1"}
-    event = parse_record(sqs_record(json.dumps(body)), max_record_bytes=1024)
+    event = parse_record(delivered(json.dumps(body)), max_record_bytes=1024)
     assert isinstance(event, FeatureEvent)
     assert event.features == body
 
@@ -60,10 +65,18 @@ def test_a_model_input_with_a_features_field_among_others_is_not_mistaken_for_an
 )
 def test_a_bad_body_is_rejected_permanently_with_its_reason_and_kept_untouched(body, code, reason_part):
     """A record that can never be predicted must say why, and keep the exact body for the dead-letter queue."""
-    rejected = parse_record(sqs_record(body, receive_count=2), max_record_bytes=1024)
+    rejected = parse_record(delivered(body, receive_count=2), max_record_bytes=1024)
     assert isinstance(rejected, RejectedRecord)
     assert rejected.failure.code == code
     assert rejected.failure.permanent
     assert reason_part in rejected.failure.reason
     assert rejected.body == body
     assert rejected.receive_count == 2
+
+
+def test_bytes_the_source_could_not_read_as_text_are_rejected_with_their_reason():
+    """A record whose bytes are not text still reaches the dead-letter queue, as it arrived."""
+    record = Delivery("m-2", "m-2", "//79", 1, None, encoding_problem="record data is not UTF-8 text")
+    rejected = parse_record(record, max_record_bytes=1024)
+    assert isinstance(rejected, RejectedRecord)
+    assert (rejected.failure.code, rejected.body) == ("InvalidEncoding", "//79")

@@ -1,0 +1,29 @@
+"""The event source: an SQS standard queue, whose records the handler may take in any order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .feature_events import Delivery
+
+# A standard queue promises no order, so a failed record never holds back the ones after it.
+ORDERED_BY_GROUP = False
+
+
+def _int_attribute(record: dict[str, Any], name: str) -> int | None:
+    value = record.get("attributes", {}).get(name)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def delivery(record: dict[str, Any]) -> Delivery:
+    """Read one Lambda SQS record; the partial batch response names it by its message id."""
+    return Delivery(
+        message_id=record["messageId"],
+        failure_id=record["messageId"],
+        body=record.get("body", ""),
+        receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
+        sent_timestamp_ms=_int_attribute(record, "SentTimestamp"),
+    )
