@@ -60,6 +60,15 @@ def keep_chosen_variant(folder: str, option: str, target: str) -> None:
     shutil.rmtree(variants)
 
 
+def keep_chosen_sample_events() -> None:
+    """Keep the sample Lambda events of the chosen source in events/; drop the other sources'."""
+    variants = Path("events", "sources")
+    chosen = variants / str(ANSWERS["input_source"]).replace("-", "_")
+    for sample in chosen.iterdir():
+        sample.replace(Path("events", sample.name))
+    shutil.rmtree(variants)
+
+
 def remove_read_api_files() -> None:
     """Drop the DynamoDB read API: predictions go to a queue, topic or stream, not a table."""
     for path in ("chalicelib/predictions_api.py", "schemas/predictions-api.openapi.json", "tests/test_predictions_api.py"):
@@ -72,14 +81,22 @@ def remove_kinesis_trigger_files() -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def remove_group_order_files() -> None:
+    """Drop the group-order tests: a standard queue promises no order to keep."""
+    Path("tests/test_group_order.py").unlink(missing_ok=True)
+
+
 def fit_project_to_options() -> None:
     """Keep the chosen variants and remove the files that the chosen options do not use."""
     for folder, option, target in VARIANT_FOLDERS:
         keep_chosen_variant(folder, option, target)
+    keep_chosen_sample_events()
     if ANSWERS["output_destination"] != "dynamodb":
         remove_read_api_files()
     if ANSWERS["input_source"] != "kinesis":
         remove_kinesis_trigger_files()
+    if ANSWERS["input_source"] == "sqs":
+        remove_group_order_files()
 
 
 def shown_path(project_dir: Path) -> str:

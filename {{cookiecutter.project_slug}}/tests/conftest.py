@@ -4,12 +4,14 @@ import importlib
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from {{ cookiecutter.package_name }}.destination import PredictionReader, create_destination, refuse_predictions
 from {{ cookiecutter.package_name }}.endpoint_server import LocalEndpoint
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR, load_stage, stage_environment
 from {{ cookiecutter.package_name }}.train import train_model
@@ -57,20 +59,48 @@ def stage():
     return load_stage("dev")
 
 
-@pytest.fixture
-def queues(aws_credentials, stage) -> Iterator[dict[str, str]]:
-    """The dev stage's queues in moto: {"features"|"predictions"|"dead_letters": url}."""
-    env = stage.environment_variables
-    with mock_aws():
-        sqs = boto3.client("sqs")
-        yield {
-            role: sqs.create_queue(QueueName=env[variable])["QueueUrl"]
-            for role, variable in (
-                ("features", "FEATURES_QUEUE_NAME"),
-                ("predictions", "PREDICTIONS_QUEUE_NAME"),
-                ("dead_letters", "DEAD_LETTER_QUEUE_NAME"),
+class PipelineUnderTest:
+    """The handler's surroundings in moto: the destination and the dead-letter queue, read back."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self._sqs = boto3.client("sqs")
+        name = environment["DEAD_LETTER_QUEUE_NAME"]
+        fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+        self.dead_letter_url = self._sqs.create_queue(QueueName=name, Attributes=fifo)["QueueUrl"]
+        create_destination(environment)
+        self._reader = PredictionReader(environment)
+
+    def predictions(self) -> list[dict]:
+        """The envelopes published since the last call."""
+        return self._reader.read()
+
+    def dead_letters(self) -> list[dict]:
+        """The dead-letter records sent since the last call, as SQS messages with attributes."""
+        messages = []
+        while batch := self._sqs.receive_message(
+            QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", []):
+            messages.extend(batch)
+            self._sqs.delete_message_batch(
+                QueueUrl=self.dead_letter_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
             )
-        }
+        return messages
+
+    @contextmanager
+    def refusing(self, fragment: str) -> Iterator[None]:
+        """Make the destination refuse the predictions whose body contains `fragment`."""
+        # Hooks on the default session reach the clients the handler creates on its first call.
+        boto3.setup_default_session()
+        with refuse_predictions(boto3.DEFAULT_SESSION.events, lambda entry: fragment in entry["body"]):
+            yield
+
+
+@pytest.fixture
+def pipeline(aws_credentials, stage, endpoint) -> Iterator[PipelineUnderTest]:
+    """The dev stage's destination and dead-letter queue in moto, with the local endpoint up."""
+    with mock_aws():
+        yield PipelineUnderTest(stage.environment_variables)
 
 
 @pytest.fixture

@@ -1,20 +1,19 @@
-"""The SQS handler end to end through the Chalice test client, moto's SQS and the local endpoint.
+"""The handler end to end through the Chalice test client, moto and the local endpoint.
 
-Each test checks where every record of a batch ended: its prediction on the predictions queue,
-a dead-letter record with its reason, or the returned batchItemFailures. Never two, never none.
+Each test checks where every record of a batch ended: its prediction in the destination, a
+dead-letter record with its reason, or the returned batchItemFailures. Never two, never none.
 """
 
 import json
-import time
 
-import boto3
 import jsonschema
 import pytest
 from chalice.test import Client
 
 from {{ cookiecutter.package_name }}.endpoint_server import Fault
-from {{ cookiecutter.package_name }}.sink_faults import refuse_send_entries
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
+
+from .lambda_events import failure_id, lambda_event, message_id
 
 HANDLER = "handle_feature_events"
 ENVELOPE_SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())
@@ -24,28 +23,9 @@ def good_input(user: int) -> dict:
     return {"user_id": f"u-{user:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3}
 
 
-def sqs_event(client: Client, bodies: list[str]) -> dict:
-    """A Lambda SQS event as the Chalice test client builds it, with a distinct id per record."""
-    event = client.events.generate_sqs_event(message_bodies=bodies, queue_name="features")
-    for number, record in enumerate(event["Records"]):
-        record["messageId"] = f"msg-{number}"
-        record["attributes"]["SentTimestamp"] = str(int(time.time() * 1000))
-    return event
-
-
-def drain(queue_url: str) -> list[dict]:
-    sqs = boto3.client("sqs")
-    messages = []
-    while batch := sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", []):
-        messages.extend(batch)
-    return messages
-
-
 def invoke(chalice_app, bodies: list[str]) -> tuple[dict, dict]:
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
-        event = sqs_event(client, bodies)
+        event = lambda_event(client, bodies)
         return client.lambda_.invoke(HANDLER, event).payload, event
 
 
@@ -53,18 +33,13 @@ def failed_ids(response: dict) -> set[str]:
     return {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
 
 
-@pytest.fixture
-def pipeline(queues, endpoint, chalice_app):
-    return queues
-
-
 def test_every_record_of_a_good_batch_is_published_as_an_envelope(pipeline, chalice_app, stage):
     """The happy path: ten records, ten envelopes with the documented fields, nothing to retry."""
     bodies = [json.dumps(good_input(n)) for n in range(10)]
     response, event = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
-    envelopes = [json.loads(message["Body"]) for message in drain(pipeline["predictions"])]
-    assert sorted(e["message_id"] for e in envelopes) == sorted(r["messageId"] for r in event["Records"])
+    envelopes = pipeline.predictions()
+    assert sorted(e["message_id"] for e in envelopes) == sorted(message_id(r) for r in event["Records"])
     for envelope in envelopes:
         assert set(envelope) == set(ENVELOPE_SCHEMA["required"])
         assert envelope["endpoint_name"] == stage.environment_variables["ENDPOINT_NAME"]
@@ -72,7 +47,7 @@ def test_every_record_of_a_good_batch_is_published_as_an_envelope(pipeline, chal
         assert envelope["model_version"] == stage.environment_variables["MODEL_VERSION"]
         assert len(envelope["prediction"]["items"]) == 3
         assert envelope["latency_ms"] >= 0
-    assert drain(pipeline["dead_letters"]) == []
+    assert pipeline.dead_letters() == []
 
 
 def test_the_envelope_form_carries_the_producers_event_id_and_time(pipeline, chalice_app):
@@ -80,7 +55,7 @@ def test_the_envelope_form_carries_the_producers_event_id_and_time(pipeline, cha
     body = json.dumps({"event_id": "click-42", "event_time": "2026-11-25T10:00:00.000Z", "features": good_input(1)})
     response, _ = invoke(chalice_app, [body])
     assert response == {"batchItemFailures": []}
-    (envelope,) = [json.loads(m["Body"]) for m in drain(pipeline["predictions"])]
+    (envelope,) = pipeline.predictions()
     assert (envelope["event_id"], envelope["event_time"]) == ("click-42", "2026-11-25T10:00:00.000Z")
     assert envelope["prediction"]["user_id"] == "u-0001"
 
@@ -91,12 +66,12 @@ def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicte
     bodies.insert(4, '{"user_id": "u-0004", "recent_items": [')
     response, event = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
-    assert len(drain(pipeline["predictions"])) == 9
-    (dead,) = drain(pipeline["dead_letters"])
+    assert len(pipeline.predictions()) == 9
+    (dead,) = pipeline.dead_letters()
     assert dead["Body"] == bodies[4]
     attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
     assert attributes["error_code"] == "InvalidJson"
-    assert attributes["source_message_id"] == event["Records"][4]["messageId"]
+    assert attributes["source_message_id"] == message_id(event["Records"][4])
     assert attributes["attempt_count"] == "1"
     assert "not JSON" in attributes["error_reason"]
 
@@ -107,9 +82,9 @@ def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pip
     bodies = [json.dumps(good_input(n)) for n in range(5)]
     response, _ = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
-    predicted = {json.loads(m["Body"])["prediction"]["user_id"] for m in drain(pipeline["predictions"])}
+    predicted = {envelope["prediction"]["user_id"] for envelope in pipeline.predictions()}
     assert predicted == {"u-0000", "u-0001", "u-0003", "u-0004"}
-    (dead,) = drain(pipeline["dead_letters"])
+    (dead,) = pipeline.dead_letters()
     assert dead["Body"] == bodies[2]
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "ModelError"
     assert "Injected fault" in dead["MessageAttributes"]["error_reason"]["StringValue"]
@@ -120,7 +95,7 @@ def test_a_record_that_breaks_the_input_schema_never_reaches_the_endpoint(pipeli
     body = json.dumps({"user_id": "u-0002", "k": 3})
     response, _ = invoke(chalice_app, [body])
     assert response == {"batchItemFailures": []}
-    (dead,) = drain(pipeline["dead_letters"])
+    (dead,) = pipeline.dead_letters()
     assert dead["Body"] == body
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "SchemaViolation"
     assert "recent_items" in dead["MessageAttributes"]["error_reason"]["StringValue"]
@@ -133,8 +108,8 @@ def test_an_oversize_record_is_dead_lettered_without_an_endpoint_call(pipeline, 
     oversize = json.dumps({"user_id": "u-0009", "recent_items": [f"i-{n:04d}" for n in range(400)], "k": 3})
     response, _ = invoke(chalice_app, [json.dumps(good_input(1)), oversize])
     assert response == {"batchItemFailures": []}
-    assert len(drain(pipeline["predictions"])) == 1
-    (dead,) = drain(pipeline["dead_letters"])
+    assert len(pipeline.predictions()) == 1
+    (dead,) = pipeline.dead_letters()
     assert dead["Body"] == oversize
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "RecordTooLarge"
     assert endpoint.invocations == 1
@@ -147,26 +122,23 @@ def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_
     endpoint.inject(Fault(error="ThrottlingException"))
     bodies = [json.dumps(good_input(n)) for n in range(6)]
     response, event = invoke(chalice_app, bodies)
-    assert failed_ids(response) == {record["messageId"] for record in event["Records"]}
-    assert drain(pipeline["predictions"]) == []
-    assert drain(pipeline["dead_letters"]) == []
+    assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
+    assert pipeline.predictions() == []
+    assert pipeline.dead_letters() == []
 
     endpoint.clear_faults()
     redelivered, _ = invoke(chalice_app, bodies)
     assert redelivered == {"batchItemFailures": []}
-    assert len(drain(pipeline["predictions"])) == 6
+    assert len(pipeline.predictions()) == 6
 
 
-def test_predictions_the_queue_refuses_are_reported_as_failures(pipeline, chalice_app):
-    """Nothing counts as done before SQS accepted it: refused entries come back as batch item failures."""
+def test_predictions_the_destination_refuses_are_reported_as_failures(pipeline, chalice_app):
+    """Nothing counts as done before the destination accepted it: refused entries come back as failures."""
     bodies = [json.dumps(good_input(n)) for n in range(8)]
-    # Hooks on the default session reach the SQS client the handler creates on its first call.
-    boto3.setup_default_session()
-    refused = '"user_id":"u-0005"'
-    with refuse_send_entries(boto3.DEFAULT_SESSION.events, lambda entry: refused in entry["MessageBody"]):
+    with pipeline.refusing('"user_id":"u-0005"'):
         response, event = invoke(chalice_app, bodies)
-    assert failed_ids(response) == {event["Records"][5]["messageId"]}
-    assert len(drain(pipeline["predictions"])) == 7
+    assert failed_ids(response) == {failure_id(event["Records"][5])}
+    assert len(pipeline.predictions()) == 7
 
 
 def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_app, endpoint, monkeypatch):
@@ -174,9 +146,9 @@ def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_a
     monkeypatch.setenv("DEADLINE_RESERVE_MS", "5000")  # more than the test client's 3 s budget
     bodies = [json.dumps(good_input(n)) for n in range(4)]
     response, event = invoke(chalice_app, bodies)
-    assert failed_ids(response) == {record["messageId"] for record in event["Records"]}
+    assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
     assert endpoint.invocations == 0
-    assert drain(pipeline["predictions"]) == []
+    assert pipeline.predictions() == []
 
 
 @pytest.mark.parametrize(
@@ -191,8 +163,8 @@ def test_the_sample_events_shipped_in_events_behave_as_documented(
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
         response = client.lambda_.invoke(HANDLER, event).payload
     assert response == {"batchItemFailures": []}
-    assert len(drain(pipeline["predictions"])) == predicted
-    assert len(drain(pipeline["dead_letters"])) == dead_lettered
+    assert len(pipeline.predictions()) == predicted
+    assert len(pipeline.dead_letters()) == dead_lettered
 
 
 def test_every_envelope_the_handler_publishes_matches_the_published_schema(pipeline, chalice_app):
@@ -200,7 +172,7 @@ def test_every_envelope_the_handler_publishes_matches_the_published_schema(pipel
     bodies = [json.dumps(good_input(1)), json.dumps({"event_id": "e-1", "features": good_input(2)})]
     response, _ = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
-    envelopes = [json.loads(m["Body"]) for m in drain(pipeline["predictions"])]
+    envelopes = pipeline.predictions()
     assert len(envelopes) == 2
     for envelope in envelopes:
         jsonschema.validate(envelope, ENVELOPE_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

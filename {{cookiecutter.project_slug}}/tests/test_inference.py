@@ -3,13 +3,14 @@
 `model_dir` (a freshly trained model beside the project's code/) comes from conftest.py.
 """
 
-import hashlib
-import json
+{% if cookiecutter.input_source != "kinesis" %}import hashlib
+{% endif %}import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from chalicelib.source import delivery
 from {{ cookiecutter.package_name }}.clickstream import build_catalog
 from {{ cookiecutter.package_name }}.endpoint_server import load_inference_module
 
@@ -168,16 +169,18 @@ def test_a_malformed_request_raises_value_error(inference, body, content_type, m
 def test_the_sample_events_hold_what_their_names_promise(inference, model) -> None:
     """Handler tests and `sam local`-style runs rely on these files being exactly right."""
     events = PROJECT_DIR / "events"
-    good = json.loads((events / "feature-events.json").read_text())["Records"]
-    mixed = json.loads((events / "malformed-record.json").read_text())["Records"]
-    for message in good + mixed:
-        assert message["md5OfBody"] == hashlib.md5(message["body"].encode()).hexdigest()
-    assert len({message["messageId"] for message in good + mixed}) == 6
+    good = [delivery(record) for record in json.loads((events / "feature-events.json").read_text())["Records"]]
+    mixed = [delivery(record) for record in json.loads((events / "malformed-record.json").read_text())["Records"]]
+{%- if cookiecutter.input_source != "kinesis" %}
+    for record in json.loads((events / "feature-events.json").read_text())["Records"]:
+        assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
+{%- endif %}
+    assert len({message.message_id for message in good + mixed}) == 6
     for message in good:
-        body = json.loads(message["body"])
+        body = json.loads(message.body)
         features = body.get("features", body)
         assert json.loads(serve(inference, model, json.dumps(features), JSON)[0])["items"]
-    first, not_json, rejected = (message["body"] for message in mixed)
+    first, not_json, rejected = (message.body for message in mixed)
     assert serve(inference, model, first, JSON)
     with pytest.raises(json.JSONDecodeError):
         json.loads(not_json)
