@@ -44,7 +44,11 @@ VARIANT_FOLDERS: tuple[tuple[str, str, str], ...] = (
     ("deploy/sources", "input_source", "deploy/source.py"),
     ("tests/destinations", "output_destination", "tests/test_destination.py"),
     ("tests/sources", "input_source", "tests/test_source.py"),
-    ("{{ cookiecutter.package_name }}/destinations", "output_destination", "{{ cookiecutter.package_name }}/destination.py"),
+    (
+        "{{ cookiecutter.package_name }}/destinations",
+        "output_destination",
+        "{{ cookiecutter.package_name }}/destination.py",
+    ),
     ("{{ cookiecutter.package_name }}/sources", "input_source", "{{ cookiecutter.package_name }}/source.py"),
 )
 
@@ -71,7 +75,11 @@ def keep_chosen_sample_events() -> None:
 
 def remove_read_api_files() -> None:
     """Drop the DynamoDB read API: predictions go to a queue, topic or stream, not a table."""
-    for path in ("chalicelib/predictions_api.py", "schemas/predictions-api.openapi.json", "tests/test_predictions_api.py"):
+    for path in (
+        "chalicelib/predictions_api.py",
+        "schemas/predictions-api.openapi.json",
+        "tests/test_predictions_api.py",
+    ):
         Path(path).unlink(missing_ok=True)
 
 

@@ -54,7 +54,11 @@ RESOURCE_NAME_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
     "SQS queue": (re.compile(r"[A-Za-z0-9_-]+"), 80, "letters, digits, hyphens and underscores"),
     "SNS topic": (re.compile(r"[A-Za-z0-9_-]+"), 256, "letters, digits, hyphens and underscores"),
     "Kinesis stream": (re.compile(r"[A-Za-z0-9_.-]+"), 128, "letters, digits, hyphens, underscores and dots"),
-    "DynamoDB table": (re.compile(r"[A-Za-z0-9_.-]{3,}"), 255, "3 or more letters, digits, hyphens, underscores and dots"),
+    "DynamoDB table": (
+        re.compile(r"[A-Za-z0-9_.-]{3,}"),
+        255,
+        "3 or more letters, digits, hyphens, underscores and dots",
+    ),
 }
 FIFO_SUFFIX = ".fifo"
 # Attributes the DynamoDB destination writes next to the key; the key field must not collide.
@@ -108,7 +112,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 NAME_OPTIONS = ("features_source_name", "predictions_destination_name", "dead_letter_queue_name")
-DESTINATION_KINDS = {"sqs": "SQS queue", "sns": "SNS topic", "kinesis": "Kinesis stream", "dynamodb": "DynamoDB table"}
+DESTINATION_KINDS = {
+    "sqs": "SQS queue",
+    "sns": "SNS topic",
+    "kinesis": "Kinesis stream",
+    "dynamodb": "DynamoDB table",
+}
 
 
 class Problem(NamedTuple):
@@ -249,7 +258,10 @@ def resource_name_problems(name: object) -> list[str]:
     if not isinstance(name, str):
         return ["must be text"]
     if not name or not RESOURCE_NAME_RULES["Kinesis stream"][0].fullmatch(name):
-        return ["must be letters, digits, hyphens, underscores and dots only, e.g. product-recommendations-features"]
+        return [
+            "must be letters, digits, hyphens, underscores and dots only, "
+            "e.g. product-recommendations-features"
+        ]
     return []
 
 
@@ -275,9 +287,12 @@ def named_resource_problems(name: str, kind: str, *, fifo: bool = False) -> list
 def partition_key_field_problems(field: object) -> list[str]:
     """Explain why a value cannot be the input field that keys predictions."""
     if not isinstance(field, str) or not PARTITION_KEY_FIELD_PATTERN.fullmatch(field):
-        return ["must be the name of a field of the model input: letters, digits and underscores, e.g. user_id"]
+        return [
+            "must be the name of a field of the model input: letters, digits and underscores, e.g. user_id"
+        ]
     if field in TABLE_ATTRIBUTES:
-        return [f"is an attribute the DynamoDB destination writes itself; pick another ({', '.join(sorted(TABLE_ATTRIBUTES))} are taken)"]
+        taken = ", ".join(sorted(TABLE_ATTRIBUTES))
+        return [f"is an attribute the DynamoDB destination writes itself; pick another ({taken} are taken)"]
     return []
 
 
@@ -303,13 +318,20 @@ def resource_kind_problems(answers: Mapping[str, object]) -> list[Problem]:
     for option, (kind, fifo_name) in kinds.items():
         name = answers.get(option)
         if isinstance(name, str):
-            found.extend(Problem(option, name, reason) for reason in named_resource_problems(name, kind, fifo=fifo_name))
+            found.extend(
+                Problem(option, name, reason)
+                for reason in named_resource_problems(name, kind, fifo=fifo_name)
+            )
     queues = [option for option, (kind, _) in kinds.items() if kind == "SQS queue"]
     for index, option in enumerate(queues):
         same = [earlier for earlier in queues[:index] if answers.get(earlier) == answers.get(option)]
         if same:
             found.append(
-                Problem(option, answers.get(option), f"is the same name as {same[0]}; each queue needs its own name")
+                Problem(
+                    option,
+                    answers.get(option),
+                    f"is the same name as {same[0]}; each queue needs its own name",
+                )
             )
     return found
 

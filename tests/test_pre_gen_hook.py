@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from baking import default_answers, render_hook
+from baking import TEMPLATE_DIR, default_answers, render_hook
+
+TEMPLATE_CONTEXT = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
 
 
 def options_refused(hook: ModuleType, **changes: Any) -> set[str]:
-    """Validate the default answers with some changed, and return the options refused."""
-    return {problem.option for problem in hook.validate(default_answers() | changes)}
+    """Validate the default answers with some changed, and return the options refused.
+
+    Defaults that depend on a changed answer (FIFO names) follow it, as they would at the
+    prompt; a choice outside the list (which cookiecutter itself refuses) is put in afterwards.
+    """
+    lists = {key: value for key, value in TEMPLATE_CONTEXT.items() if isinstance(value, list)}
+    renderable = {key: value for key, value in changes.items() if value in lists.get(key, [value])}
+    return {problem.option for problem in hook.validate(default_answers(renderable) | changes)}
 
 
 def test_the_default_answers_pass_validation(pre_gen_hook: ModuleType) -> None:
@@ -117,22 +126,74 @@ def test_strings_that_are_not_region_codes_are_refused(pre_gen_hook: ModuleType,
     assert pre_gen_hook.aws_region_problems(region)
 
 
-def test_fifo_queue_names_are_refused_with_a_pointer_to_the_later_option(pre_gen_hook: ModuleType) -> None:
-    """The project uses standard queues; a FIFO name would create the wrong kind of queue."""
-    (reason,) = pre_gen_hook.queue_name_problems("events.fifo")
-    assert "FIFO" in reason
-    assert "later" in reason
+def test_a_fifo_name_is_refused_for_a_standard_queue_and_required_for_a_fifo_one(
+    pre_gen_hook: ModuleType,
+) -> None:
+    """The queue's kind comes from its name: a mismatch would create the wrong kind of queue."""
+    (standard,) = pre_gen_hook.named_resource_problems("events.fifo", "SQS queue")
+    assert "sqs-fifo" in standard
+    (fifo,) = pre_gen_hook.named_resource_problems("events", "SQS queue", fifo=True)
+    assert ".fifo" in fifo
+    assert pre_gen_hook.named_resource_problems("events.fifo", "SQS queue", fifo=True) == []
 
 
 @pytest.mark.parametrize("name", ["", "a b", "a.b", "a" * 77, "q'1"])
 def test_queue_names_sqs_refuses_are_refused(pre_gen_hook: ModuleType, name: str) -> None:
     """SQS allows 1-80 letters, digits, hyphens and underscores; `-dev` takes 4 of them."""
-    assert pre_gen_hook.queue_name_problems(name)
+    assert pre_gen_hook.resource_name_problems(name) or pre_gen_hook.named_resource_problems(
+        name, "SQS queue"
+    )
 
 
 def test_a_76_character_queue_name_is_accepted(pre_gen_hook: ModuleType) -> None:
     """The longest name whose dev-stage queue (`<name>-dev`) still fits SQS must stay usable."""
-    assert pre_gen_hook.queue_name_problems("q" * 76) == []
+    assert pre_gen_hook.named_resource_problems("q" * 76, "SQS queue") == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "longest"),
+    [("SNS topic", 252), ("Kinesis stream", 124), ("DynamoDB table", 251)],
+)
+def test_each_destination_kind_allows_its_own_longest_name(
+    pre_gen_hook: ModuleType, kind: str, longest: int
+) -> None:
+    """Topics, streams and tables have their own limits; each must leave room for `-dev`."""
+    assert pre_gen_hook.named_resource_problems("p" * longest, kind) == []
+    assert pre_gen_hook.named_resource_problems("p" * (longest + 1), kind)
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"input_source": "sqs-fifo", "features_source_name": "features"}, {"features_source_name"}),
+        ({"input_source": "sqs-fifo", "dead_letter_queue_name": "dead-letters"}, {"dead_letter_queue_name"}),
+        ({"input_source": "sqs-fifo", "batch_size": "20", "maximum_batching_window_seconds": "1"},
+         {"batch_size", "maximum_batching_window_seconds"}),
+        ({"input_source": "kinesis", "features_source_name": "clicks.v2"}, set()),
+        ({"output_destination": "dynamodb", "predictions_destination_name": "ab"},
+         {"predictions_destination_name"}),
+        ({"output_destination": "sns", "predictions_destination_name": "topic.v2"},
+         {"predictions_destination_name"}),
+        ({"partition_key_field": "user id"}, {"partition_key_field"}),
+        ({"partition_key_field": "expires_at"}, {"partition_key_field"}),
+        ({"prediction_ttl_days": "0"}, {"prediction_ttl_days"}),
+        ({"read_api_auth": "cognito"}, {"read_api_auth"}),
+        ({"input_source": "kafka"}, {"input_source"}),
+    ],
+)  # fmt: skip
+def test_answers_that_depend_on_the_source_and_destination_are_checked_against_them(
+    pre_gen_hook: ModuleType, changes: dict[str, str], refused: set[str]
+) -> None:
+    """A name or setting valid for one source or destination can be wrong for another."""
+    assert options_refused(pre_gen_hook, **changes) == refused
+
+
+def test_the_fifo_defaults_are_valid_as_they_are(pre_gen_hook: ModuleType) -> None:
+    """Choosing sqs-fifo must not leave the user to rename three queues by hand."""
+    answers = default_answers({"input_source": "sqs-fifo"})
+    assert answers["features_source_name"].endswith(".fifo")
+    assert answers["predictions_destination_name"].endswith(".fifo")
+    assert pre_gen_hook.validate(answers) == []
 
 
 def test_the_three_queues_need_three_names(pre_gen_hook: ModuleType) -> None:
