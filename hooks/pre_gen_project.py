@@ -284,6 +284,19 @@ def named_resource_problems(name: str, kind: str, *, fifo: bool = False) -> list
     return []
 
 
+def fraction_problems(value: object) -> list[str]:
+    """Explain why a value is not a share from 0 to 1, written in digits."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return ["must be a number from 0 to 1, e.g. 0 or 0.01"]
+    try:
+        number = float(value)
+    except ValueError:
+        return ["must be a number from 0 to 1, e.g. 0 or 0.01"]
+    if not 0 <= number <= 1:
+        return ["must be from 0 (log no payloads) to 1 (log every payload)"]
+    return []
+
+
 def partition_key_field_problems(field: object) -> list[str]:
     """Explain why a value cannot be the input field that keys predictions."""
     if not isinstance(field, str) or not PARTITION_KEY_FIELD_PATTERN.fullmatch(field):
@@ -426,6 +439,7 @@ def single_option_checks() -> dict[str, Callable[[object], list[str]]]:
     }
     checks.update({option: resource_name_problems for option in NAME_OPTIONS})
     checks["partition_key_field"] = partition_key_field_problems
+    checks["payload_log_sample_rate"] = fraction_problems
     checks.update(
         {
             option: partial(whole_number_problems, low=low, high=high)

@@ -1,5 +1,6 @@
 """Lambda entry point: {% if cookiecutter.input_source == "kinesis" %}the features stream{% else %}the features queue{% endif %} triggers the batch processor in chalicelib/."""
 
+import os
 from functools import cache
 
 from chalice import Chalice
@@ -14,8 +15,11 @@ from chalicelib.batch import BatchProcessor
 from chalicelib.predictions_api import predictions_api
 {%- endif %}
 from chalicelib.settings import HandlerSettings, TriggerSettings
+from chalicelib.telemetry import use_json_logs
 
 app = Chalice(app_name="{{ cookiecutter.project_slug }}")
+# Every log line is one JSON object with the request id; see chalicelib/telemetry.py.
+use_json_logs(os.environ.get("LOG_LEVEL", "INFO"))
 {%- if cookiecutter.output_destination == "dynamodb" %}
 # GET /predictions/{key}: the latest prediction for one key, read from the table.
 app.register_blueprint(predictions_api)

@@ -8,7 +8,6 @@ once the destination has accepted its prediction or the dead-letter queue its re
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from .feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
 from .publishing import OutgoingMessage, QueuePublisher, Sink
 from .settings import HandlerSettings
+from .telemetry import Invocation, PayloadSampler, emf_line, emit_metrics, log
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class Settlement:
     dead_lettered: bool = False
     # Why the record must be delivered again; set when there is nothing to publish.
     retry_reason: str = ""
+    # Set for a prediction: what the operators' metrics and the sampled payload log show.
+    prediction: Prediction | None = None
+    event_age_ms: float | None = None
 
 
 def publication_rounds(settlements: Sequence[Settlement], ordered: bool) -> list[list[Settlement]]:
@@ -103,6 +106,7 @@ class BatchProcessor:
         self._predictions = predictions
         self._dead_letters = dead_letters
         self._max_prediction_bytes = max_prediction_bytes
+        self._payload_sampler = PayloadSampler(settings.payload_log_sample_rate)
 
     @classmethod
     def from_settings(cls, settings: HandlerSettings) -> BatchProcessor:
@@ -141,6 +145,10 @@ class BatchProcessor:
 
     def process(self, records: Sequence[dict[str, Any]], context: LambdaContext | None) -> dict[str, Any]:
         """Handle one batch; return Lambda's partial batch response."""
+        with Invocation(getattr(context, "aws_request_id", None)):
+            return self._process(records, context)
+
+    def _process(self, records: Sequence[dict[str, Any]], context: LambdaContext | None) -> dict[str, Any]:
         started = time.perf_counter()
         deadline = Deadline(context, self._settings.deadline_reserve_ms)
         parsed = [self._admit(source.delivery(record)) for record in records]
@@ -188,7 +196,9 @@ class BatchProcessor:
         if isinstance(outcome, Prediction):
             message = self._prediction_message(item, outcome, predicted_at)
             if message.size() <= self._max_prediction_bytes:
-                return Settlement(item, message)
+                happened_at = event_moment(item)
+                age_ms = None if happened_at is None else (predicted_at - happened_at).total_seconds() * 1000
+                return Settlement(item, message, prediction=outcome, event_age_ms=age_ms)
             failure = RecordFailure.permanent_failure(
                 "PredictionTooLarge",
                 f"the prediction envelope is {message.size()} bytes; "
@@ -251,26 +261,53 @@ class BatchProcessor:
             event_time_ms=None if happened_at is None else int(happened_at.timestamp() * 1000),
         )
 
-    @staticmethod
-    def _log_batch(settlements: Sequence[Settlement], retry: dict[str, str], started: float) -> None:
-        # Ids, codes and counts only: feature values may be personal data.
-        for settlement in settlements:
-            message_id = settlement.item.message_id
-            if settlement.dead_lettered and settlement.message and message_id not in retry:
-                code = settlement.message.attributes["error_code"]
-                logger.warning(json.dumps({"event": "dead_lettered", "message_id": message_id, "error_code": code}))
-        for message_id, reason in retry.items():
-            logger.warning(json.dumps({"event": "retrying", "message_id": message_id, "reason": reason[:200]}))
+    def _log_batch(self, settlements: Sequence[Settlement], retry: dict[str, str], started: float) -> None:
+        """One line per record that moved, one summary line, and the batch's metrics."""
         published = [s for s in settlements if s.message and s.item.message_id not in retry]
-        logger.info(
-            json.dumps(
-                {
-                    "event": "batch_processed",
-                    "records": len(settlements),
-                    "predicted": sum(1 for s in published if not s.dead_lettered),
-                    "dead_lettered": sum(1 for s in published if s.dead_lettered),
-                    "retrying": len(retry),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                }
+        predicted = [s for s in published if not s.dead_lettered]
+        for settlement in published:
+            self._log_record(settlement)
+        for message_id, reason in retry.items():
+            log(logger, logging.WARNING, "retrying", message_id=message_id, reason=reason[:200])
+        counts = {
+            "RecordsIn": len(settlements),
+            "Predicted": len(predicted),
+            "DeadLettered": len(published) - len(predicted),
+            "Retried": len(retry),
+        }
+        log(
+            logger,
+            logging.INFO,
+            "batch_processed",
+            records_in=counts["RecordsIn"],
+            predicted=counts["Predicted"],
+            dead_lettered=counts["DeadLettered"],
+            retried=counts["Retried"],
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        latencies = [s.prediction.endpoint_latency_ms for s in predicted if s.prediction]
+        ages = [s.event_age_ms for s in predicted if s.event_age_ms is not None]
+        emit_metrics(
+            emf_line(
+                self._settings.metrics_namespace,
+                {"EndpointName": self._settings.endpoint_name},
+                counts | {"BatchSize": len(settlements)},
+                {"EndpointLatency": latencies, "EventAge": ages},
             )
         )
+
+    def _log_record(self, settlement: Settlement) -> None:
+        # Ids, codes and timings only, unless this prediction is sampled: features may be personal data.
+        item = settlement.item
+        ids = {"message_id": item.message_id, "event_id": getattr(item, "event_id", None)}
+        if settlement.dead_lettered and settlement.message:
+            log(logger, logging.WARNING, "dead_lettered", **ids, error_code=settlement.message.attributes["error_code"])
+            return
+        prediction = settlement.prediction
+        fields: dict[str, Any] = {
+            "endpoint_latency_ms": round(prediction.endpoint_latency_ms, 1) if prediction else None,
+            "event_age_ms": None if settlement.event_age_ms is None else round(settlement.event_age_ms, 1),
+        }
+        if isinstance(item, FeatureEvent) and prediction and self._payload_sampler.admits():
+            fields |= {"features": item.features, "prediction": prediction.output}
+        log(logger, logging.INFO, "predicted", **ids, **fields)

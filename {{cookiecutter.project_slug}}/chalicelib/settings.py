@@ -34,6 +34,17 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, "").strip() or "0"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name}={value} must be from 0 to 1")
+    return value
+
+
 @dataclass(frozen=True)
 class TriggerSettings:
     """How the event source feeds the function; read while app.py is imported."""
@@ -82,6 +93,10 @@ class HandlerSettings:
     # The model-input field whose value keys each prediction in a keyed destination (a Kinesis
     # stream, a DynamoDB table); empty when the destination is not keyed.
     partition_key_field: str
+    # CloudWatch namespace of the handler's metrics (Embedded Metric Format).
+    metrics_namespace: str
+    # Share of predictions logged with their features and output: 0 keeps personal data out of logs.
+    payload_log_sample_rate: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -102,4 +117,6 @@ class HandlerSettings:
             max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 256 * 1024),
             model_input_schema=env.get("MODEL_INPUT_SCHEMA", "chalicelib/model-input.schema.json").strip(),
             partition_key_field=env.get("PARTITION_KEY_FIELD", "").strip(),
+            metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "StreamingPredictions",
+            payload_log_sample_rate=_fraction(env, "PAYLOAD_LOG_SAMPLE_RATE"),
         )
