@@ -89,6 +89,13 @@ def remove_kinesis_trigger_files() -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def remove_queue_consumer_example() -> None:
+    """Drop the example queue consumer: a stream or table is read with the README's other recipes."""
+    for path in ("examples/consume_predictions.py", "tests/test_example_consumer.py"):
+        Path(path).unlink(missing_ok=True)
+    Path("examples").rmdir()
+
+
 def remove_group_order_files() -> None:
     """Drop the group-order tests: a standard queue promises no order to keep."""
     Path("tests/test_group_order.py").unlink(missing_ok=True)
@@ -105,6 +112,8 @@ def fit_project_to_options() -> None:
         remove_kinesis_trigger_files()
     if ANSWERS["input_source"] == "sqs":
         remove_group_order_files()
+    if ANSWERS["output_destination"] not in ("sqs", "sns"):
+        remove_queue_consumer_example()
 
 
 def shown_path(project_dir: Path) -> str:

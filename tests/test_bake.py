@@ -17,11 +17,13 @@ from baking import bake_into, default_answers, ruff_executable
 COMBINATIONS: list[dict[str, str]] = [
     {},
     {
+        "output_destination": "sns",
         "endpoint_call_mode": "per-record",
         "endpoint_content_type": "application/jsonlines",
         "lambda_runtime": "python3.13",
     },
     {
+        "output_destination": "kinesis",
         "batch_size": "10000",
         "maximum_batching_window_seconds": "300",
         "maximum_concurrency": "1000",
@@ -31,9 +33,11 @@ COMBINATIONS: list[dict[str, str]] = [
         "endpoint_concurrency": "64",
         "endpoint_kind": "serverless",
         "serverless_memory_mb": "6144",
+        "payload_log_sample_rate": "0.01",
     },
     {
         # The longest slug Chalice's Lambda function name allows, and names unlike the defaults.
+        "output_destination": "dynamodb",
         "project_name": "Churn Scores For Every Subscription Tier",
         "project_slug": "churn-scores-for-every-subscription-t",
         "package_name": "churn_tools",
@@ -41,11 +45,26 @@ COMBINATIONS: list[dict[str, str]] = [
         "model_version": "2026.11-rc1+build.7",
         "aws_region": "us-west-2",
         "features_source_name": "Clicks_In",
-        "predictions_destination_name": "churn-scores",
+        "predictions_destination_name": "churn.scores",
         "dead_letter_queue_name": "churn_scores_dlq",
         "max_receive_count": "1000",
     },
+    {"input_source": "sqs-fifo"},
+    {"input_source": "sqs-fifo", "output_destination": "sns"},
+    {"input_source": "sqs-fifo", "output_destination": "kinesis"},
+    {"input_source": "sqs-fifo", "output_destination": "dynamodb", "read_api_auth": "none"},
+    {"input_source": "kinesis"},
+    {"input_source": "kinesis", "output_destination": "sns"},
+    {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
+    {"input_source": "kinesis", "output_destination": "dynamodb", "batch_size": "500"},
 ]
+
+# Every input source with every destination appears above at least once.
+assert {(c.get("input_source", "sqs"), c.get("output_destination", "sqs")) for c in COMBINATIONS} == {
+    (source, destination)
+    for source in ("sqs", "sqs-fifo", "kinesis")
+    for destination in ("sqs", "sns", "kinesis", "dynamodb")
+}
 
 
 def combination_id(answers: dict[str, str]) -> str:
@@ -60,7 +79,9 @@ def combination_id(answers: dict[str, str]) -> str:
 # failure message prints the paths that were missing or unexpected.
 EXPECTED_FILES = """
 .chalice/config.json
+.github/workflows/ci.yml
 .gitignore
+.template-answers.json
 Makefile
 README.md
 app.py
@@ -113,6 +134,7 @@ tests/test_clickstream.py
 tests/test_deploy_endpoint.py
 tests/test_endpoint_batching.py
 tests/test_endpoint_server.py
+tests/test_envelope_contract.py
 tests/test_event_source_mapping.py
 tests/test_fault_injection.py
 tests/test_feature_events.py
@@ -145,6 +167,36 @@ tests/test_publishing.py
 {package}/train.py
 """
 
+# Files only some choices bring; the post-gen hook removes them for the others.
+READ_API_FILES = """
+chalicelib/predictions_api.py
+schemas/predictions-api.openapi.json
+tests/test_predictions_api.py
+"""
+KINESIS_TRIGGER_FILES = """
+{package}/kinesis_trigger.py
+tests/test_kinesis_trigger.py
+"""
+QUEUE_CONSUMER_FILES = """
+examples/consume_predictions.py
+tests/test_example_consumer.py
+"""
+GROUP_ORDER_FILES = """
+tests/test_group_order.py
+"""
+
+SOURCE_VARIABLES = {
+    "sqs": "FEATURES_QUEUE_NAME",
+    "sqs-fifo": "FEATURES_QUEUE_NAME",
+    "kinesis": "FEATURES_STREAM_NAME",
+}
+DESTINATION_VARIABLES = {
+    "sqs": "PREDICTIONS_QUEUE_NAME",
+    "sns": "PREDICTIONS_TOPIC_NAME",
+    "kinesis": "PREDICTIONS_STREAM_NAME",
+    "dynamodb": "PREDICTIONS_TABLE_NAME",
+}
+
 JINJA_MARKERS = ("{{", "{%", "{#")
 
 
@@ -174,9 +226,23 @@ def text_files(project: Path) -> dict[Path, str]:
     return texts
 
 
+def expected_files(answers: dict[str, Any]) -> set[str]:
+    """List the files a project with these answers must hold, and no others."""
+    lines = EXPECTED_FILES.split()
+    if answers["output_destination"] == "dynamodb":
+        lines += READ_API_FILES.split()
+    if answers["input_source"] == "kinesis":
+        lines += KINESIS_TRIGGER_FILES.split()
+    if answers["input_source"] != "sqs":
+        lines += GROUP_ORDER_FILES.split()
+    if answers["output_destination"] in ("sqs", "sns"):
+        lines += QUEUE_CONSUMER_FILES.split()
+    return {line.format(package=answers["package_name"]) for line in lines}
+
+
 def test_a_project_holds_exactly_the_expected_files(baked: dict[str, Any]) -> None:
     """A stray or missing file (a cache, a file for an option not chosen) is caught here."""
-    expected = {line.format(package=baked["answers"]["package_name"]) for line in EXPECTED_FILES.split()}
+    expected = expected_files(baked["answers"])
     actual = generated_files(baked["project"])
     assert sorted(expected - actual) == [], "missing from the generated project"
     assert sorted(actual - expected) == [], "generated but not expected (add to EXPECTED_FILES if meant)"
@@ -234,10 +300,13 @@ def test_the_chalice_config_carries_the_answers(baked: dict[str, Any]) -> None:
     assert shared["TRIGGER_BATCH_SIZE"] == answers["batch_size"]
     assert shared["TRIGGER_BATCHING_WINDOW_SECONDS"] == answers["maximum_batching_window_seconds"]
     assert shared["TRIGGER_MAXIMUM_CONCURRENCY"] == answers["maximum_concurrency"]
+    assert shared["PAYLOAD_LOG_SAMPLE_RATE"] == answers["payload_log_sample_rate"]
     assert shared["MODEL_VERSION"] == answers["model_version"]
     prod = config["stages"]["prod"]["environment_variables"]
-    assert prod["FEATURES_QUEUE_NAME"] == answers["features_source_name"]
-    assert prod["PREDICTIONS_QUEUE_NAME"] == answers["predictions_destination_name"]
+    assert prod[SOURCE_VARIABLES[answers["input_source"]]] == answers["features_source_name"]
+    assert (
+        prod[DESTINATION_VARIABLES[answers["output_destination"]]] == answers["predictions_destination_name"]
+    )
     assert prod["DEAD_LETTER_QUEUE_NAME"] == answers["dead_letter_queue_name"]
     assert prod["ENDPOINT_NAME"] == answers["endpoint_name"]
 
@@ -249,16 +318,18 @@ def test_the_lambda_runtime_answer_reaches_the_build(baked: dict[str, Any]) -> N
     assert f"RUNTIME_VERSION := {version}\n" in makefile
 
 
-def test_the_sample_events_come_from_the_chosen_queue_and_region(baked: dict[str, Any]) -> None:
-    """`events/*.json` are Lambda-shaped, so their source ARN names this project's queue."""
+def test_the_sample_events_come_from_the_chosen_source_and_region(baked: dict[str, Any]) -> None:
+    """`events/*.json` are Lambda-shaped, so their source ARN names this project's queue or stream."""
     answers = baked["answers"]
+    name = answers["features_source_name"]
+    resource = f"stream/{name}" if answers["input_source"] == "kinesis" else name
     for path in sorted((baked["project"] / "events").glob("*.json")):
         event = json.loads(path.read_text(encoding="utf-8"))
         for record in event["Records"]:
             assert record["awsRegion"] == answers["aws_region"], path.name
-            assert record["eventSourceARN"].endswith(
-                f":{answers['aws_region']}:123456789012:{answers['features_source_name']}"
-            ), path.name
+            assert record["eventSourceARN"].endswith(f":{answers['aws_region']}:123456789012:{resource}"), (
+                path.name
+            )
 
 
 def test_the_deploy_config_carries_the_region_runtime_and_queue_answers(baked: dict[str, Any]) -> None:
