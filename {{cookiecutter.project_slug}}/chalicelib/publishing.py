@@ -1,17 +1,28 @@
-"""Sends messages to an SQS queue with SendMessageBatch and says exactly which ones failed."""
+"""Publishing messages in batches, concurrently, and saying exactly which ones failed; the SQS publisher.
+
+A destination (chalicelib/destination.py) is a `Sink`: it takes a list of messages, sends them
+with its service's batch API and names the ones the service did not accept. A sink never raises
+for an AWS error: a call that fails as a whole fails each of its messages, and the caller decides
+what to retry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 # SendMessageBatch takes at most 10 entries and 1 MiB in all, message attributes included.
 MAX_ENTRIES_PER_BATCH = 10
 MAX_BATCH_BYTES = 1_048_576
+# Connections are opened only when needed; enough for every thread of the handler's pool to
+# call at once without waiting for one.
+MAX_POOL_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -21,48 +32,125 @@ class OutgoingMessage:
     key: str
     body: str
     attributes: dict[str, str] = field(default_factory=dict)
+    # What keeps messages together: the FIFO MessageGroupId, the Kinesis partition key, the
+    # DynamoDB key value. "" when nothing does.
+    group: str = ""
+    # When the event happened, in epoch milliseconds: a keyed table keeps the newest one.
+    event_time_ms: int | None = None
 
     def size(self) -> int:
-        """Bytes SQS counts against its limits: the body plus each attribute's name, type and value."""
+        """Bytes SQS and SNS count against their limits: the body plus each attribute's name, type and value."""
         attribute_bytes = sum(
             len(name) + len("String") + len(value.encode()) for name, value in self.attributes.items()
         )
         return len(self.body.encode()) + attribute_bytes
 
 
-def plan_batches(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
-    """Split messages, in order, into SendMessageBatch calls within the entry and byte limits."""
+class Sink(Protocol):
+    """Where messages go: a queue, a topic, a stream or a table."""
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
+        """Send every message; return {key: reason} for each one not accepted. Never raises for AWS errors."""
+        ...
+
+
+def aws_client(service: str) -> Any:
+    """A client for one service with botocore's standard retries (throttling, 5xx, with jitter)."""
+    return boto3.client(
+        service,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=MAX_POOL_CONNECTIONS),
+    )
+
+
+def plan_batches(
+    messages: Sequence[OutgoingMessage],
+    max_entries: int = MAX_ENTRIES_PER_BATCH,
+    max_bytes: int = MAX_BATCH_BYTES,
+    size: Callable[[OutgoingMessage], int] = OutgoingMessage.size,
+) -> list[list[OutgoingMessage]]:
+    """Split messages, in order, into calls of at most `max_entries` messages and `max_bytes` bytes.
+
+    `size` says how many bytes the service counts for one message. A message too large for any
+    call travels alone, so it fails on its own instead of taking its neighbours with it.
+    """
     batches: list[list[OutgoingMessage]] = []
     current: list[OutgoingMessage] = []
     current_bytes = 0
     for message in messages:
-        size = message.size()
-        if current and (len(current) == MAX_ENTRIES_PER_BATCH or current_bytes + size > MAX_BATCH_BYTES):
+        message_bytes = size(message)
+        if current and (len(current) == max_entries or current_bytes + message_bytes > max_bytes):
             batches.append(current)
             current, current_bytes = [], 0
         current.append(message)
-        current_bytes += size
+        current_bytes += message_bytes
     if current:
         batches.append(current)
     return batches
 
 
-def _entry(entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
+def send_batches(
+    executor: Executor,
+    batches: Sequence[list[OutgoingMessage]],
+    send_batch: Callable[[list[OutgoingMessage]], dict[str, str]],
+    *,
+    keep_group_order: bool = False,
+) -> dict[str, str]:
+    """Run `send_batch` for every batch concurrently on the executor; merge the failures.
+
+    With `keep_group_order`, a group whose messages span several batches must not have a later
+    batch overtake an earlier one, so then the batches go one after the other.
+    """
+    if keep_group_order and _a_group_spans_batches(batches):
+        outcomes = map(send_batch, batches)
+    else:
+        outcomes = executor.map(send_batch, batches)
+    failed: dict[str, str] = {}
+    for outcome in outcomes:
+        failed.update(outcome)
+    return failed
+
+
+def _a_group_spans_batches(batches: Sequence[list[OutgoingMessage]]) -> bool:
+    seen: set[str] = set()
+    for batch in batches:
+        groups = {message.group for message in batch if message.group}
+        if groups & seen:
+            return True
+        seen |= groups
+    return False
+
+
+def call_failed(operation: str, messages: Sequence[OutgoingMessage], error: Exception) -> dict[str, str]:
+    """Every message of a call that failed as a whole, with the call's error as the reason."""
+    return {message.key: f"{operation} failed: {error}" for message in messages}
+
+
+def _entry(entry_id: str, message: OutgoingMessage, fifo: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"Id": entry_id, "MessageBody": message.body}
     if message.attributes:
         entry["MessageAttributes"] = {
             name: {"DataType": "String", "StringValue": value} for name, value in message.attributes.items()
         }
+    if fifo:
+        entry["MessageGroupId"] = message.group or message.key
+        # The key is the source record's message id, the same on every delivery, so a record
+        # published again after a partial failure is dropped by SQS within its 5-minute window.
+        entry["MessageDeduplicationId"] = message.key
     return entry
 
 
 class QueuePublisher:
-    """Publishes to one queue whose URL is looked up once, on first use."""
+    """Publishes to one queue whose URL is looked up once, on first use.
 
-    def __init__(self, sqs_client: Any, queue_name: str, executor: Executor) -> None:
+    A FIFO queue (`fifo=True`) keeps each group's messages in order: the group is the message's
+    `group`, or its key when it has none, and the key de-duplicates.
+    """
+
+    def __init__(self, sqs_client: Any, queue_name: str, executor: Executor, *, fifo: bool = False) -> None:
         self._sqs = sqs_client
         self._queue_name = queue_name
         self._executor = executor
+        self._fifo = fifo
         self._queue_url: str | None = None
 
     @property
@@ -75,20 +163,30 @@ class QueuePublisher:
         """Send every message; return {key: reason} for those SQS did not accept."""
         if not messages:
             return {}
-        queue_url = self.queue_url
-        failed: dict[str, str] = {}
-        for outcome in self._executor.map(lambda batch: self._send_batch(queue_url, batch), plan_batches(messages)):
-            failed.update(outcome)
-        return failed
+        try:
+            queue_url = self.queue_url
+        except (ClientError, BotoCoreError) as error:
+            return call_failed("GetQueueUrl", messages, error)
+        return send_batches(
+            self._executor,
+            plan_batches(messages),
+            lambda batch: self._send_batch(queue_url, batch),
+            keep_group_order=self._fifo,
+        )
 
     def _send_batch(self, queue_url: str, batch: list[OutgoingMessage]) -> dict[str, str]:
         # Entry ids only need to be unique within one call; positions keep them valid whatever the keys are.
-        entries = [_entry(str(position), message) for position, message in enumerate(batch)]
+        entries = [_entry(str(position), message, self._fifo) for position, message in enumerate(batch)]
         try:
             response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as error:
-            return {message.key: f"SendMessageBatch failed: {error}" for message in batch}
-        return {
-            batch[int(entry["Id"])].key: f"{entry.get('Code', 'Failed')}: {entry.get('Message', '')}".strip()
-            for entry in response.get("Failed", [])
-        }
+            return call_failed("SendMessageBatch", batch, error)
+        return batch_entry_failures(batch, response)
+
+
+def batch_entry_failures(batch: Sequence[OutgoingMessage], response: dict[str, Any]) -> dict[str, str]:
+    """The messages a SendMessageBatch or PublishBatch answer lists as Failed (entry ids are positions)."""
+    return {
+        batch[int(entry["Id"])].key: f"{entry.get('Code', 'Failed')}: {entry.get('Message', '')}".strip()
+        for entry in response.get("Failed", [])
+    }

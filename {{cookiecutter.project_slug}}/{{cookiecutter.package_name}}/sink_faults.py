@@ -1,78 +1,146 @@
-"""Injects sink failures into real boto3 clients through botocore's event system."""
+"""Injects sink failures into real boto3 clients through botocore's event system.
+
+Every injector takes `events`: a client's `meta.events`, or a session's `events` to reach clients
+the session creates later (such as the handler's own): botocore copies a session's handlers into
+each client when it creates it, so register before the client exists.
+
+Publishers send batches from several threads at once; each call runs on one thread from
+parameter building to its answer, so what an injector decided about a call is kept per thread.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
+INJECTED = "injected"
+
+
+@dataclass(frozen=True)
+class BatchApi:
+    """How one batch API takes its entries and reports those it did not accept."""
+
+    # "<service>.<Operation>", as in botocore's event names.
+    operation: str
+    # The request parameter that holds the entries.
+    entries: str
+    # Puts the refused entries, each with its position in the request, into the parsed answer,
+    # the way the service reports a partial failure; also given the request's entry count.
+    report: Callable[[dict, list[tuple[int, dict]], int], None]
+    # The answer to a call every entry of which is refused (then nothing is sent at all).
+    empty_answer: Callable[[], dict]
+
+
+def _report_failed_entries(parsed: dict, refused: list[tuple[int, dict]], _: int) -> None:
+    parsed.setdefault("Failed", []).extend(
+        {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": INJECTED} for _, entry in refused
+    )
+
+
+def _report_failed_records(parsed: dict, refused: list[tuple[int, dict]], total: int) -> None:
+    # PutRecords answers one result per request record, in order, so the refused ones go back
+    # in at their positions.
+    refused_positions = {position for position, _ in refused}
+    accepted = iter(parsed.get("Records", []))
+    parsed["Records"] = [
+        {"ErrorCode": "InternalFailure", "ErrorMessage": INJECTED} if position in refused_positions else next(accepted)
+        for position in range(total)
+    ]
+    parsed["FailedRecordCount"] = parsed.get("FailedRecordCount", 0) + len(refused)
+
+
+SQS_SEND_MESSAGE_BATCH = BatchApi(
+    "sqs.SendMessageBatch", "Entries", _report_failed_entries, lambda: {"Successful": [], "Failed": []}
+)
+SNS_PUBLISH_BATCH = BatchApi(
+    "sns.PublishBatch", "PublishBatchRequestEntries", _report_failed_entries, lambda: {"Successful": [], "Failed": []}
+)
+KINESIS_PUT_RECORDS = BatchApi(
+    "kinesis.PutRecords", "Records", _report_failed_records, lambda: {"FailedRecordCount": 0, "Records": []}
+)
+
 
 @contextmanager
-def refuse_send_entries(events: Any, refuse: Callable[[dict], bool]) -> Iterator[None]:
-    """Make SendMessageBatch refuse the entries `refuse` picks, the way SQS reports it.
+def refuse_batch_entries(events: Any, api: BatchApi, refuse: Callable[[dict], bool]) -> Iterator[None]:
+    """Make a batch API refuse the entries `refuse` picks, the way the service reports it.
 
-    `events` is a client's `meta.events`, or a session's `events` to reach clients the
-    session creates later (such as the handler's own): botocore copies a session's handlers
-    into each client when it creates it, so register before the client exists.
-
-    The refused entries are taken out of the real request, so they are never sent, and put back
-    into the answer's `Failed` list with a server-side error, as SQS does for a partial failure.
-    `refuse` is asked once per entry and attempt, so it may count attempts.
+    `refuse` gets each request entry as botocore takes it, once per entry and attempt, so it may
+    count attempts. The refused entries are taken out of the real request, so they are never
+    sent, and put back into the answer as failed with a server-side error.
     """
-    # Publishers send batches from several threads at once; each call runs on one thread from
-    # parameter building to its answer, so the refused entries are kept per thread.
     call = threading.local()
 
     def drop_entries(params: dict, **_: Any) -> None:
-        verdicts = [(entry, refuse(entry)) for entry in params["Entries"]]
-        call.refused = [entry for entry, refused in verdicts if refused]
-        params["Entries"] = [entry for entry, refused in verdicts if not refused]
+        entries = params[api.entries]
+        call.total = len(entries)
+        call.refused = [(position, entry) for position, entry in enumerate(entries) if refuse(entry)]
+        # A request with no entries left is invalid; such a call is answered without sending it.
+        call.all_refused = bool(entries) and len(call.refused) == len(entries)
+        if not call.all_refused:
+            refused_positions = {position for position, _ in call.refused}
+            params[api.entries] = [entry for position, entry in enumerate(entries) if position not in refused_positions]
+
+    def answer_all_refused(**_: Any) -> tuple[AWSResponse, dict] | None:
+        if not getattr(call, "all_refused", False):
+            return None
+        return AWSResponse(url="", status_code=200, headers={}, raw=None), api.empty_answer()
 
     def report_refused(parsed: dict, **_: Any) -> None:
-        parsed.setdefault("Failed", []).extend(
-            {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
-            for entry in getattr(call, "refused", [])
-        )
-        call.refused = []
+        api.report(parsed, getattr(call, "refused", []), getattr(call, "total", 0))
+        call.refused, call.all_refused = [], False
 
-    events.register("provide-client-params.sqs.SendMessageBatch", drop_entries)
-    events.register("after-call.sqs.SendMessageBatch", report_refused)
+    handlers = (
+        (f"provide-client-params.{api.operation}", drop_entries),
+        (f"before-call.{api.operation}", answer_all_refused),
+        (f"after-call.{api.operation}", report_refused),
+    )
+    for event_name, handler in handlers:
+        events.register(event_name, handler)
     try:
         yield
     finally:
-        events.unregister("provide-client-params.sqs.SendMessageBatch", drop_entries)
-        events.unregister("after-call.sqs.SendMessageBatch", report_refused)
+        for event_name, handler in handlers:
+            events.unregister(event_name, handler)
+
+
+def refuse_send_entries(events: Any, refuse: Callable[[dict], bool]) -> AbstractContextManager[None]:
+    """Make SendMessageBatch refuse the entries `refuse` picks (it gets each entry: Id, MessageBody, ...)."""
+    return refuse_batch_entries(events, SQS_SEND_MESSAGE_BATCH, refuse)
 
 
 @contextmanager
-def refuse_send_message(events: Any, refuse: Callable[[dict], bool]) -> Iterator[None]:
-    """Make SendMessage fail with a server error for the messages `refuse` picks.
+def fail_calls(
+    events: Any, operation: str, fail: Callable[[dict], bool], error_code: str = "InternalError"
+) -> Iterator[None]:
+    """Make the calls of `operation` ("<service>.<Operation>") that `fail` picks fail whole, with a 500.
 
-    `refuse` gets the call's parameters (QueueUrl, MessageBody, ...), once per attempt. A refused
-    call never reaches SQS: the error is answered in its place, without botocore's retries.
+    `fail` gets the call's parameters, once per attempt. A failed call never reaches the
+    service: the error is answered in its place, without botocore's retries.
     """
     call = threading.local()
 
     def judge(params: dict, **_: Any) -> None:
-        call.refused = refuse(params)
+        call.failing = fail(params)
 
-    def answer_refused(**_: Any) -> tuple[AWSResponse, dict] | None:
-        if not getattr(call, "refused", False):
+    def answer_failed(**_: Any) -> tuple[AWSResponse, dict] | None:
+        if not getattr(call, "failing", False):
             return None
-        call.refused = False
+        call.failing = False
         parsed = {
-            "Error": {"Code": "InternalError", "Message": "injected", "Type": "Receiver"},
+            "Error": {"Code": error_code, "Message": INJECTED, "Type": "Receiver"},
             "ResponseMetadata": {"HTTPStatusCode": 500},
         }
         return AWSResponse(url="", status_code=500, headers={}, raw=None), parsed
 
-    events.register("provide-client-params.sqs.SendMessage", judge)
-    events.register("before-call.sqs.SendMessage", answer_refused)
+    events.register(f"provide-client-params.{operation}", judge)
+    events.register(f"before-call.{operation}", answer_failed)
     try:
         yield
     finally:
-        events.unregister("provide-client-params.sqs.SendMessage", judge)
-        events.unregister("before-call.sqs.SendMessage", answer_refused)
+        events.unregister(f"provide-client-params.{operation}", judge)
+        events.unregister(f"before-call.{operation}", answer_failed)

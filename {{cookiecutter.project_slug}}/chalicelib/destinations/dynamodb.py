@@ -1,0 +1,106 @@
+"""The prediction destination: a DynamoDB table holding the latest prediction per key.
+
+What it guarantees: the table keeps, for each key (the PARTITION_KEY_FIELD value of the model
+input), the prediction of the newest event, whatever order the events are handled in. Each
+write is conditional: it only replaces a stored prediction whose event is older, so a late or
+redelivered older event never overwrites a newer one, and writing the same event twice changes
+nothing. Each item expires PREDICTION_TTL_DAYS after it was written (DynamoDB's TTL on
+expires_at). The table's stream, when enabled, shows every prediction that was stored.
+
+Item layout (the read API depends on it):
+    <PARTITION_KEY_FIELD>  S  the key value (the message's group)
+    event_time_ms          N  when the event happened (the write time if it carries none)
+    message_id             S  the source record's message id
+    envelope               S  the prediction envelope, as JSON text
+    expires_at             N  epoch seconds after which DynamoDB deletes the item
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .publishing import OutgoingMessage, Sink, aws_client
+
+logger = logging.getLogger(__name__)
+
+EVENT_TIME_ATTRIBUTE = "event_time_ms"
+EXPIRES_AT_ATTRIBUTE = "expires_at"
+# An item takes at most 400 KB, attribute names included (400,000 bytes, to be safe). The rest
+# is room for the key (a partition key value takes up to 2,048 bytes), the message id, the
+# numbers and the names.
+MAX_ITEM_BYTES = 400_000
+MAX_MESSAGE_BYTES = MAX_ITEM_BYTES - 4096
+_SECONDS_PER_DAY = 24 * 3600
+
+
+class PredictionTable:
+    """Writes each prediction with a conditional PutItem; a newer stored prediction wins.
+
+    BatchWriteItem cannot be conditional, so the writes are single PutItem calls, run
+    concurrently on the executor.
+    """
+
+    def __init__(
+        self, dynamodb_client: Any, table_name: str, key_field: str, ttl_days: int, executor: Executor
+    ) -> None:
+        self._dynamodb = dynamodb_client
+        self._table_name = table_name
+        self._key_field = key_field
+        self._ttl_seconds = ttl_days * _SECONDS_PER_DAY
+        self._executor = executor
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
+        """Store every message; return {key: reason} for those DynamoDB did not accept."""
+        failed: dict[str, str] = {}
+        for message, reason in zip(messages, self._executor.map(self._put, messages), strict=True):
+            if reason:
+                failed[message.key] = reason
+        return failed
+
+    def _put(self, message: OutgoingMessage) -> str:
+        """Write one prediction; return why it failed, or "" when it is stored or superseded."""
+        now = time.time()
+        event_time_ms = message.event_time_ms if message.event_time_ms is not None else int(now * 1000)
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table_name,
+                Item={
+                    self._key_field: {"S": message.group},
+                    EVENT_TIME_ATTRIBUTE: {"N": str(event_time_ms)},
+                    "message_id": {"S": message.key},
+                    "envelope": {"S": message.body},
+                    EXPIRES_AT_ATTRIBUTE: {"N": str(int(now) + self._ttl_seconds)},
+                },
+                ConditionExpression="attribute_not_exists(#key) OR #time < :time",
+                ExpressionAttributeNames={"#key": self._key_field, "#time": EVENT_TIME_ATTRIBUTE},
+                ExpressionAttributeValues={":time": {"N": str(event_time_ms)}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                # The same or a newer event is stored already: this prediction is done with.
+                # Ids only in the log: feature values may be personal data.
+                logger.info(json.dumps({"event": "prediction_superseded", "message_id": message.key}))
+                return ""
+            return f"PutItem failed: {error}"
+        except BotoCoreError as error:
+            return f"PutItem failed: {error}"
+        return ""
+
+
+def prediction_sink(executor: Executor) -> Sink:
+    """The writer for the table named PREDICTIONS_TABLE_NAME; its client is created here, once."""
+    return PredictionTable(
+        aws_client("dynamodb"),
+        os.environ["PREDICTIONS_TABLE_NAME"],
+        key_field=os.environ["PARTITION_KEY_FIELD"],
+        ttl_days=int(os.environ.get("PREDICTION_TTL_DAYS", "30")),
+        executor=executor,
+    )

@@ -1,0 +1,137 @@
+"""The prediction table in local mode: create it in the emulator, read what is stored, refuse some writes.
+
+The reader follows the table's stream (NEW_IMAGE), which create_destination enables. boto3 finds
+the emulator through AWS_ENDPOINT_URL (see emulator.py), so these functions work against
+whichever emulator that names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, suppress
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .sink_faults import fail_calls
+
+# The item layout chalicelib/destination.py writes.
+EVENT_TIME_ATTRIBUTE = "event_time_ms"
+EXPIRES_AT_ATTRIBUTE = "expires_at"
+ENVELOPE_ATTRIBUTE = "envelope"
+_LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, "message_id"})
+# How often the reader asks again while it waits for records.
+POLL_INTERVAL_SECONDS = 0.1
+
+
+def create_destination(environment: Mapping[str, str]) -> None:
+    """Create the table named PREDICTIONS_TABLE_NAME, with its stream and TTL; idempotent.
+
+    Keyed by PARTITION_KEY_FIELD, billed per request, items expire at `expires_at`, and the
+    stream shows each stored item's new image.
+    """
+    dynamodb = boto3.client("dynamodb")
+    name, key_field = environment["PREDICTIONS_TABLE_NAME"], environment["PARTITION_KEY_FIELD"]
+    # The table may exist already (ResourceInUse).
+    with suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key_field, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key_field, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    # UpdateTimeToLive refuses to enable TTL again when it is already on.
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES_AT_ATTRIBUTE}
+        )
+
+
+class PredictionReader:
+    """Follows the table's stream from the moment the reader is created; answers what is stored."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self._dynamodb = boto3.client("dynamodb")
+        # botocore sends calls that name a stream ARN to an endpoint with the account id in its
+        # host name, which moto does not serve; the plain regional endpoint works everywhere.
+        self._streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+        self._table_name = environment["PREDICTIONS_TABLE_NAME"]
+        self._key_field = environment["PARTITION_KEY_FIELD"]
+        stream_arn = self._dynamodb.describe_table(TableName=self._table_name)["Table"]["LatestStreamArn"]
+        shards = self._streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        # Shard id -> where to read next; a shard that is closed and read to its end drops out.
+        self._positions: dict[str, str] = {
+            shard["ShardId"]: self._streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
+            )["ShardIterator"]
+            for shard in shards
+        }
+
+    def read(self, wait_seconds: float = 0) -> list[dict[str, Any]]:
+        """The envelopes stored since the last read; waits up to `wait_seconds` for some.
+
+        A prediction that did not replace the stored one (an older or repeated event) is not
+        stored, so it never shows here: see newer_prediction_stored.
+        """
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            envelopes = self._read_stored()
+            if envelopes or time.monotonic() >= deadline:
+                return envelopes
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    def newer_prediction_stored(self, key: str, event_time_ms: int) -> bool:
+        """Whether the table holds a prediction for `key` of an event at least as recent as `event_time_ms`.
+
+        That is how a record whose own write was superseded is accounted for: its write is not
+        in the stream, but the stored prediction is the same event or a newer one.
+        """
+        item = self._dynamodb.get_item(
+            TableName=self._table_name,
+            Key={self._key_field: {"S": key}},
+            ConsistentRead=True,
+            ProjectionExpression="#time",
+            ExpressionAttributeNames={"#time": EVENT_TIME_ATTRIBUTE},
+        ).get("Item")
+        return item is not None and int(item[EVENT_TIME_ATTRIBUTE]["N"]) >= event_time_ms
+
+    def _read_stored(self) -> list[dict[str, Any]]:
+        envelopes: list[dict[str, Any]] = []
+        for shard_id, iterator in list(self._positions.items()):
+            while True:
+                response = self._streams.get_records(ShardIterator=iterator)
+                envelopes.extend(
+                    json.loads(record["dynamodb"]["NewImage"][ENVELOPE_ATTRIBUTE]["S"])
+                    for record in response["Records"]
+                    # TTL deletions (REMOVE) carry no new image.
+                    if record["eventName"] in ("INSERT", "MODIFY")
+                )
+                iterator = response.get("NextShardIterator")
+                if not response["Records"] or iterator is None:
+                    break
+            if iterator is None:
+                del self._positions[shard_id]
+            else:
+                self._positions[shard_id] = iterator
+        return envelopes
+
+
+def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) -> AbstractContextManager[None]:
+    """Make the PutItem of each prediction `refuse` picks fail with a server error (DynamoDB has no partial batch).
+
+    `refuse` gets {"body": the envelope JSON text, "group": the item's key value}, once per
+    write and attempt. `events` is a client's or a session's event system: see sink_faults.
+    """
+
+    def judge(params: dict[str, Any]) -> bool:
+        item = params["Item"]
+        key_value = next(value["S"] for name, value in item.items() if name not in _LAYOUT_ATTRIBUTES)
+        return refuse({"body": item[ENVELOPE_ATTRIBUTE]["S"], "group": key_value})
+
+    return fail_calls(events, "dynamodb.PutItem", judge, error_code="InternalServerError")

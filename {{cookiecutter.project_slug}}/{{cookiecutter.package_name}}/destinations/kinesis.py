@@ -1,0 +1,88 @@
+"""The prediction stream in local mode: create it in the emulator, read what arrives, refuse some records.
+
+boto3 finds the emulator through AWS_ENDPOINT_URL (see emulator.py), so these functions work
+against whichever emulator that names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, suppress
+from typing import Any
+
+import boto3
+
+from .sink_faults import KINESIS_PUT_RECORDS, refuse_batch_entries
+
+# Two shards, so that local runs show that each key keeps to one shard.
+SHARD_COUNT = 2
+# How often the reader asks again while it waits for records.
+POLL_INTERVAL_SECONDS = 0.1
+
+
+def create_destination(environment: Mapping[str, str]) -> None:
+    """Create the stream named PREDICTIONS_STREAM_NAME and wait until it is active; idempotent."""
+    kinesis = boto3.client("kinesis")
+    name = environment["PREDICTIONS_STREAM_NAME"]
+    # The stream may exist already (ResourceInUse).
+    with suppress(kinesis.exceptions.ResourceInUseException):
+        kinesis.create_stream(StreamName=name, ShardCount=SHARD_COUNT)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+
+
+class PredictionReader:
+    """Follows every shard of the stream from the moment the reader is created."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self._kinesis = boto3.client("kinesis")
+        stream_name = environment["PREDICTIONS_STREAM_NAME"]
+        shards = self._kinesis.list_shards(StreamName=stream_name)["Shards"]
+        # Shard id -> where to read next; a shard that is closed and read to its end drops out.
+        self._positions: dict[str, str] = {
+            shard["ShardId"]: self._kinesis.get_shard_iterator(
+                StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
+            )["ShardIterator"]
+            for shard in shards
+        }
+
+    def read(self, wait_seconds: float = 0) -> list[dict[str, Any]]:
+        """The envelopes put since the last read, each shard's in order; waits up to `wait_seconds` for some."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            envelopes = [json.loads(record["Data"]) for record in self.read_records()]
+            if envelopes or time.monotonic() >= deadline:
+                return envelopes
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    def read_records(self) -> list[dict[str, Any]]:
+        """The records put since the last read, as GetRecords returns them, shard after shard."""
+        records: list[dict[str, Any]] = []
+        for shard_id, iterator in list(self._positions.items()):
+            while True:
+                response = self._kinesis.get_records(ShardIterator=iterator)
+                records.extend(dict(record, ShardId=shard_id) for record in response["Records"])
+                iterator = response.get("NextShardIterator")
+                if not response["Records"] or iterator is None:
+                    break
+            if iterator is None:
+                del self._positions[shard_id]
+            else:
+                self._positions[shard_id] = iterator
+        return records
+
+
+def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) -> AbstractContextManager[None]:
+    """Make PutRecords refuse the records `refuse` picks, as Kinesis reports a partial failure.
+
+    `refuse` gets {"body": the record's data as text, "group": its partition key}, once per
+    record and attempt. `events` is a client's or a session's event system: see sink_faults.
+    """
+
+    def judge(record: dict[str, Any]) -> bool:
+        data = record["Data"]
+        body = data.decode() if isinstance(data, bytes) else data
+        return refuse({"body": body, "group": record["PartitionKey"]})
+
+    return refuse_batch_entries(events, KINESIS_PUT_RECORDS, judge)
