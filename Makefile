@@ -13,6 +13,8 @@ PYTHON ?= $(shell for candidate in python3.12 python3.13 $$(ls -d $${PYENV_ROOT:
 DEMO_DIR := build/demo
 DEMO_PROJECT := $(DEMO_DIR)/product-recommendations
 COUNT ?= 300
+# Test processes: the slow tier runs a dozen baked projects' suites, two at a time on a 2-core CI.
+TEST_WORKERS ?= 2
 
 .PHONY: help demo test test-fast clean
 
@@ -35,10 +37,10 @@ demo: $(VENV)/.installed ## Bake a project with the defaults into build/demo and
 
 test: $(VENV)/.installed ## Run the template's whole test suite (bakes projects and runs their suites)
 	$(PY) -m ruff check hooks tests
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-fast: $(VENV)/.installed ## The template tests without running each baked project's own suite
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 clean: ## Remove the virtual environment and build/
 	rm -rf $(VENV) build

@@ -339,4 +339,9 @@ def test_the_deploy_config_carries_the_region_runtime_and_queue_answers(baked: d
     assert config["region"] == answers["aws_region"]
     assert config["lambda_runtime"] == answers["lambda_runtime"]
     assert config["queues"]["max_receive_count"] == int(answers["max_receive_count"])
-    assert config["queues"]["visibility_timeout_seconds"] == int(answers["visibility_timeout_seconds"])
+    if answers["input_source"] == "kinesis":
+        # A stream has no visibility timeout; Lambda's retries take its place.
+        assert "visibility_timeout_seconds" not in config["queues"]
+        assert config["streams"]["maximum_record_age_seconds"] > 0
+    else:
+        assert config["queues"]["visibility_timeout_seconds"] == int(answers["visibility_timeout_seconds"])

@@ -1,11 +1,13 @@
-"""The Lambda function's least-privilege IAM policy, for CloudFormation or for `chalice deploy`.
+"""The Lambda functions' least-privilege IAM policies, for CloudFormation or for `chalice deploy`.
 
     python -m deploy.iam_policy --stage dev            # writes .chalice/policy-dev.json
 
-The policy names only this stage's queues, its endpoint and its own log group. Every action the
-function needs supports resource-level permissions, so no statement uses "*". The statements come
+The handler's policy names only this stage's features source, predictions destination,
+dead-letter queue, endpoint and its own log group: the source's and destination's statements
+come from deploy/source.py and deploy/destination.py. A statement uses "*" only for an action AWS
+authorises on no narrower resource, and the module that grants it says why. The statements come
 in two forms: with CloudFormation references (the merge template, where the stack creates the
-queues and the log group) and with the account's literal ARNs (the file that
+resources and the log group) and with the account's literal ARNs (the file that
 `chalice deploy --no-autogen-policy` embeds as is, where Lambda creates the log group itself).
 """
 
@@ -22,20 +24,22 @@ import boto3
 
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
+from . import destination, source
 from .cli import run
-from .names import endpoint_arn_name
-from .queues import DEAD_LETTER_QUEUE, FEATURES_QUEUE, PREDICTIONS_QUEUE
+from .names import STACK_ARN_PREFIX, endpoint_arn_name
+from .queues import DEAD_LETTER_QUEUE
 from .settings import DeploySettings, load_settings
 
 Resource = str | dict[str, Any]
-# Written without an f-string: CloudFormation's ${...} would need doubled braces there.
-STACK_ARN_PREFIX = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:"
 
 
 class ArnSource(Protocol):
     """How a policy refers to each resource it names."""
 
-    def queue(self, logical_id: str, name: str) -> Resource: ...
+    def arn(self, logical_id: str, service: str, resource: str, attribute: str = "Arn") -> Resource:
+        """The ARN of the stack's resource logical_id, which is `service`'s `resource` (queue
+        name, stream/NAME, table/NAME, topic name); attribute is the GetAtt that returns it."""
+        ...
 
     def endpoint(self, name: str) -> Resource: ...
 
@@ -46,12 +50,12 @@ class ArnSource(Protocol):
 
 
 class StackArns:
-    """References CloudFormation resolves: the stack's own queues, in the stack's account and region."""
+    """References CloudFormation resolves: the stack's own resources, in the stack's account and region."""
 
     creates_log_group = False
 
-    def queue(self, logical_id: str, name: str) -> Resource:
-        return {"Fn::GetAtt": [logical_id, "Arn"]}
+    def arn(self, logical_id: str, service: str, resource: str, attribute: str = "Arn") -> Resource:
+        return {"Fn::GetAtt": [logical_id, attribute]}
 
     def endpoint(self, name: str) -> Resource:
         return {"Fn::Sub": STACK_ARN_PREFIX % "sagemaker" + "endpoint/" + endpoint_arn_name(name)}
@@ -70,8 +74,8 @@ class AccountArns:
     # Without the stack nobody creates the log group beforehand: Lambda does, on first use.
     creates_log_group = True
 
-    def queue(self, logical_id: str, name: str) -> Resource:
-        return f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{name}"
+    def arn(self, logical_id: str, service: str, resource: str, attribute: str = "Arn") -> Resource:
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
     def endpoint(self, name: str) -> Resource:
         return f"arn:{self.partition}:sagemaker:{self.region}:{self.account_id}:endpoint/{endpoint_arn_name(name)}"
@@ -83,45 +87,36 @@ class AccountArns:
 
 
 def function_policy(settings: DeploySettings, arns: ArnSource) -> dict[str, Any]:
-    """The policy document of the function's role: exactly what the handler and its trigger call."""
-    queues = settings.queues
-    log_actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    if arns.creates_log_group:
-        log_actions.insert(0, "logs:CreateLogGroup")
+    """The policy document of the handler's role: exactly what the handler and its trigger call."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                # What Lambda's SQS event source polls with on the function's behalf.
-                "Sid": "ReceiveFeatureEvents",
-                "Effect": "Allow",
-                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                "Resource": [arns.queue(FEATURES_QUEUE, queues.features)],
-            },
+            *source.source_statements(settings, arns),
             {
                 # SendMessageBatch is authorised as sqs:SendMessage.
-                "Sid": "PublishPredictionsAndDeadLetters",
+                "Sid": "SendDeadLetters",
                 "Effect": "Allow",
                 "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-                "Resource": [
-                    arns.queue(PREDICTIONS_QUEUE, queues.predictions),
-                    arns.queue(DEAD_LETTER_QUEUE, queues.dead_letters),
-                ],
+                "Resource": [arns.arn(DEAD_LETTER_QUEUE, "sqs", settings.names.dead_letters)],
             },
+            *destination.destination_statements(settings, arns),
             {
                 "Sid": "InvokeModelEndpoint",
                 "Effect": "Allow",
                 "Action": ["sagemaker:InvokeEndpoint"],
                 "Resource": [arns.endpoint(settings.endpoint.name)],
             },
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": log_actions,
-                "Resource": arns.log_group(settings.function_name),
-            },
+            log_statement(settings.function_name, arns),
         ],
     }
+
+
+def log_statement(function_name: str, arns: ArnSource) -> dict[str, Any]:
+    """Writing the function's own log group, and creating it where no stack does."""
+    log_actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    if arns.creates_log_group:
+        log_actions.insert(0, "logs:CreateLogGroup")
+    return {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": log_actions, "Resource": arns.log_group(function_name)}
 
 
 def account_arns(region: str) -> AccountArns:
@@ -145,8 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         arns = account_arns(settings.region)
     out = args.out or PROJECT_DIR / ".chalice" / f"policy-{args.stage}.json"
-    out.write_text(json.dumps(function_policy(settings, arns), indent=2) + "\n", encoding="utf-8")
-    print(f"Wrote {out} for account {arns.account_id}: {len(function_policy(settings, arns)['Statement'])} statements")
+    policy = function_policy(settings, arns)
+    out.write_text(json.dumps(policy, indent=2) + "\n", encoding="utf-8")
+    print(f"Wrote {out} for account {arns.account_id}: {len(policy['Statement'])} statements")
+    for name, document in destination.chalice_policy_files(settings, arns, args.stage).items():
+        path = out.parent / name
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"Wrote {path}: {len(document['Statement'])} statements")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""AWS's naming rules for what the deploy scripts create, checked again at run time.
+"""AWS's naming rules for what the deploy scripts create, checked again at run time, and ARN spelling.
 
 The template's hooks check the answers once, but they can be skipped (`--accept-hooks no`) and
 the files edited later, so every deploy command checks the names it is about to use.
@@ -13,6 +13,10 @@ from datetime import UTC, datetime
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 SAGEMAKER_NAME_LIMIT = 63
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# A FIFO queue's name ends in .fifo, and the 80 characters include the suffix.
+FIFO_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
+FIFO_SUFFIX = ".fifo"
+STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 # S3's rules for new general purpose buckets (no dots: they break TLS on virtual-hosted URLs).
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
@@ -27,6 +31,9 @@ TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}")
 INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 IAM_ROLE_NAME_LIMIT = 64
+# An ARN in the stack's own account and region, for CloudFormation's Fn::Sub; %s is the service.
+# Written without an f-string: CloudFormation's ${...} would need doubled braces there.
+STACK_ARN_PREFIX = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:"
 # A UTC second suffixes each model and endpoint config, so every deploy gets fresh names.
 VERSION_SUFFIX_FORMAT = "%Y%m%d-%H%M%S"
 VERSION_SUFFIX_LENGTH = len("-20261125-105800")
@@ -43,9 +50,19 @@ def sagemaker_name_problem(name: str) -> str | None:
 
 
 def queue_name_problem(name: str) -> str | None:
-    """Say why a name cannot be a standard SQS queue name, or None if it can."""
-    if not QUEUE_NAME.fullmatch(name):
+    """Say why a name cannot be an SQS queue name (standard, or FIFO ending .fifo), or None if it can."""
+    if name.endswith(FIFO_SUFFIX):
+        if not FIFO_QUEUE_NAME.fullmatch(name):
+            return f"{name!r} is not an SQS FIFO queue name: 1-75 letters, digits, hyphens and underscores, then .fifo"
+    elif not QUEUE_NAME.fullmatch(name):
         return f"{name!r} is not an SQS queue name: 1-80 letters, digits, hyphens and underscores"
+    return None
+
+
+def stream_name_problem(name: str) -> str | None:
+    """Say why a name cannot be a Kinesis data stream name, or None if it can."""
+    if not STREAM_NAME.fullmatch(name):
+        return f"{name!r} is not a Kinesis stream name: 1-128 letters, digits, hyphens, underscores and dots"
     return None
 
 

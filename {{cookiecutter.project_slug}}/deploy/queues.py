@@ -1,56 +1,36 @@
-"""The stage's three SQS queues as CloudFormation resources: encrypted, TLS-only, with redrive.
+"""SQS building blocks of the stack: an encrypted, TLS-only queue, and the dead-letter queue.
 
-The features queue hands records that keep failing to the dead-letter queue after
-max_receive_count receives; the dead-letter queue accepts them from the features queue only and
-keeps them longer (a moved message keeps its first enqueue time). The predictions queue is a
-destination other teams consume: how often they retry is theirs to choose, so it has no
-dead-letter queue of ours, whose alarm means "records the pipeline could not predict".
+Every choice of source has the dead-letter queue (the handler sends records it cannot predict
+there, with their error reason); an SQS source also redrives records that keep failing into it,
+and a Kinesis source names it as the event source's on-failure destination. A FIFO queue (name
+ending .fifo) is created as FIFO, and its dead-letter queue must be FIFO too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .settings import DeploySettings
+from .names import FIFO_SUFFIX, STACK_ARN_PREFIX
 
-FEATURES_QUEUE = "FeaturesQueue"
-PREDICTIONS_QUEUE = "PredictionsQueue"
+if TYPE_CHECKING:
+    from .settings import DeploySettings
+
 DEAD_LETTER_QUEUE = "DeadLetterQueue"
+# Lambda's guidance for SQS triggers (see FACTS in the template): a visibility timeout of at
+# least 6 function timeouts, and at least 5 receives before a record is dead-lettered.
+VISIBILITY_TIMEOUT_FACTOR = 6
+MIN_MAX_RECEIVE_COUNT = 5
+SQS_DEFAULT_RETENTION_SECONDS = 345_600
 
 
-def queue_resources(settings: DeploySettings) -> dict[str, Any]:
-    """The queues and their policies, keyed by logical id."""
-    queues = settings.queues
-    resources: dict[str, Any] = {
-        DEAD_LETTER_QUEUE: _queue(
-            queues.dead_letters,
-            retention=queues.dead_letter_retention_seconds,
-            RedriveAllowPolicy={
-                "redrivePermission": "byQueue",
-                # The queue's ARN is built from its name: a GetAtt here would be a cycle, since
-                # the features queue's redrive policy refers to this queue.
-                "sourceQueueArns": [
-                    {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + queues.features}
-                ],
-            },
-        ),
-        FEATURES_QUEUE: _queue(
-            queues.features,
-            retention=queues.source_retention_seconds,
-            VisibilityTimeout=queues.visibility_timeout_seconds,
-            RedrivePolicy={
-                "deadLetterTargetArn": {"Fn::GetAtt": [DEAD_LETTER_QUEUE, "Arn"]},
-                "maxReceiveCount": queues.max_receive_count,
-            },
-        ),
-        PREDICTIONS_QUEUE: _queue(queues.predictions, retention=queues.predictions_retention_seconds),
-    }
-    for logical_id in (FEATURES_QUEUE, PREDICTIONS_QUEUE, DEAD_LETTER_QUEUE):
-        resources[f"{logical_id}RequiresTls"] = _deny_insecure_transport(logical_id)
-    return resources
+def queue_arn(name: str) -> dict[str, str]:
+    """A queue's ARN built from its name, for where a GetAtt would make a cycle."""
+    return {"Fn::Sub": STACK_ARN_PREFIX % "sqs" + name}
 
 
-def _queue(name: str, *, retention: int, **properties: Any) -> dict[str, Any]:
+def encrypted_queue(name: str, *, retention: int, **properties: Any) -> dict[str, Any]:
+    """An SQS queue encrypted at rest; FIFO when the name ends .fifo."""
+    fifo = {"FifoQueue": True} if name.endswith(FIFO_SUFFIX) else {}
     return {
         "Type": "AWS::SQS::Queue",
         # Records in flight are lost with the queue; `make destroy` checks the dead-letter queue first.
@@ -58,6 +38,7 @@ def _queue(name: str, *, retention: int, **properties: Any) -> dict[str, Any]:
         "UpdateReplacePolicy": "Delete",
         "Properties": {
             "QueueName": name,
+            **fifo,
             # SSE with SQS-owned keys: encrypted at rest, no KMS key to manage or pay for, and the
             # function needs no kms: permissions.
             "SqsManagedSseEnabled": True,
@@ -67,7 +48,16 @@ def _queue(name: str, *, retention: int, **properties: Any) -> dict[str, Any]:
     }
 
 
-def _deny_insecure_transport(logical_id: str) -> dict[str, Any]:
+def dead_letter_queue(settings: DeploySettings, redrive_allow_policy: dict[str, Any]) -> dict[str, Any]:
+    """The dead-letter queue, which keeps records longer than any source (a moved message keeps its enqueue time)."""
+    return encrypted_queue(
+        settings.names.dead_letters,
+        retention=settings.queues.dead_letter_retention_seconds,
+        RedriveAllowPolicy=redrive_allow_policy,
+    )
+
+
+def deny_insecure_transport(logical_id: str) -> dict[str, Any]:
     """A queue policy that refuses every request not made over TLS."""
     return {
         "Type": "AWS::SQS::QueuePolicy",
@@ -88,3 +78,13 @@ def _deny_insecure_transport(logical_id: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def with_tls_policies(resources: dict[str, Any]) -> dict[str, Any]:
+    """The resources plus a TLS-only policy for each queue among them."""
+    policies = {
+        f"{logical_id}RequiresTls": deny_insecure_transport(logical_id)
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::SQS::Queue"
+    }
+    return {**resources, **policies}

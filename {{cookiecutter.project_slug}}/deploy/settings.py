@@ -1,9 +1,11 @@
 """Deploy settings: deploy/config.json plus one Chalice stage, with command-line overrides, checked.
 
-Names that differ per stage (queues, endpoint, function) come from the stage in
-`.chalice/config.json`, the same place the handler reads them from; everything about how the
-endpoint and the pipeline run in AWS comes from `deploy/config.json`. Every value is checked
-before any AWS call, and all problems are reported at once with the key to fix.
+Names that differ per stage (features source, predictions destination, dead-letter queue,
+endpoint, function) come from the stage in `.chalice/config.json`, the same place the handler
+reads them from; which variable holds each name is the chosen source's and destination's
+(deploy/source.py, deploy/destination.py). Everything about how the endpoint and the pipeline run
+in AWS comes from `deploy/config.json`. Every value is checked before any AWS call, and all
+problems are reported at once with the key to fix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR, StageSettings, load_stage
 
-from . import names
+from . import destination, names, source
+from .queues import MIN_MAX_RECEIVE_COUNT
 
 CONFIG_FILE = Path("deploy") / "config.json"
 RUNTIMES = ("python3.12", "python3.13")
@@ -47,10 +50,6 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
-# Lambda's guidance for SQS triggers (see FACTS in the template): at least 6 function timeouts,
-# and at least 5 receives before a record is dead-lettered.
-VISIBILITY_TIMEOUT_FACTOR = 6
-MIN_MAX_RECEIVE_COUNT = 5
 
 
 class DeploySettingsError(ValueError):
@@ -94,17 +93,34 @@ class EndpointSettings:
 
 
 @dataclass(frozen=True)
-class QueueSettings:
-    """The stage's three queues and how long they keep and hide messages."""
+class PipelineNames:
+    """The stage's features source (queue or stream), predictions destination and dead-letter queue."""
 
     features: str
     predictions: str
     dead_letters: str
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """How the stage's queues keep and hide messages; None where the chosen options have no such queue."""
+
+    # Deliveries before a record is dead-lettered: SQS receives, or for a Kinesis source the
+    # first attempt plus MaximumRetryAttempts.
     max_receive_count: int
-    visibility_timeout_seconds: int
-    source_retention_seconds: int
     dead_letter_retention_seconds: int
-    predictions_retention_seconds: int
+    visibility_timeout_seconds: int | None
+    source_retention_seconds: int | None
+    predictions_retention_seconds: int | None
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How the stage's Kinesis streams keep records; None where the chosen options have no stream."""
+
+    retention_hours: int | None
+    # Records older than this are skipped (their batch goes to the on-failure destination).
+    maximum_record_age_seconds: int | None
 
 
 @dataclass(frozen=True)
@@ -130,8 +146,12 @@ class DeploySettings:
     artifacts_prefix: str
     log_retention_days: int
     endpoint: EndpointSettings
+    names: PipelineNames
     queues: QueueSettings
+    streams: StreamSettings
     alarms: AlarmSettings
+    # The stage's environment variables, for the settings only some choices use (PARTITION_KEY_FIELD).
+    environment: dict[str, str]
 
     @property
     def stack_name(self) -> str:
@@ -178,7 +198,7 @@ def _set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
 def _build(raw: Mapping[str, Any], stage: StageSettings) -> DeploySettings:
     env = stage.environment_variables
     endpoint, realtime, serverless = raw["endpoint"], raw["endpoint"]["realtime"], raw["endpoint"]["serverless"]
-    queues, alarms = raw["queues"], raw["alarms"]
+    queues, streams, alarms = raw["queues"], raw.get("streams", {}), raw["alarms"]
     return DeploySettings(
         stage=stage.stage,
         app_name=stage.app_name,
@@ -210,21 +230,28 @@ def _build(raw: Mapping[str, Any], stage: StageSettings) -> DeploySettings:
                 memory_mb=_int(serverless["memory_mb"]), max_concurrency=_int(serverless["max_concurrency"])
             ),
         ),
-        queues=QueueSettings(
-            features=env.get("FEATURES_QUEUE_NAME", ""),
-            predictions=env.get("PREDICTIONS_QUEUE_NAME", ""),
+        names=PipelineNames(
+            features=env.get(source.FEATURES_VARIABLE, ""),
+            predictions=env.get(destination.PREDICTIONS_VARIABLE, ""),
             dead_letters=env.get("DEAD_LETTER_QUEUE_NAME", ""),
+        ),
+        queues=QueueSettings(
             max_receive_count=_int(queues["max_receive_count"]),
-            visibility_timeout_seconds=_int(queues["visibility_timeout_seconds"]),
-            source_retention_seconds=_int(queues["source_retention_seconds"]),
             dead_letter_retention_seconds=_int(queues["dead_letter_retention_seconds"]),
-            predictions_retention_seconds=_int(queues["predictions_retention_seconds"]),
+            visibility_timeout_seconds=_optional_int(queues, "visibility_timeout_seconds"),
+            source_retention_seconds=_optional_int(queues, "source_retention_seconds"),
+            predictions_retention_seconds=_optional_int(queues, "predictions_retention_seconds"),
+        ),
+        streams=StreamSettings(
+            retention_hours=_optional_int(streams, "retention_hours"),
+            maximum_record_age_seconds=_optional_int(streams, "maximum_record_age_seconds"),
         ),
         alarms=AlarmSettings(
             oldest_message_age_seconds=_int(alarms["oldest_message_age_seconds"]),
             endpoint_latency_ms=_int(alarms["endpoint_latency_ms"]),
             action_topic_arn=str(alarms["action_topic_arn"]),
         ),
+        environment=dict(env),
     )
 
 
@@ -237,6 +264,10 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return -1
+
+
+def _optional_int(section: Mapping[str, Any], key: str) -> int | None:
+    return None if key not in section else _int(section[key])
 
 
 def settings_problems(settings: DeploySettings) -> list[str]:
@@ -258,7 +289,10 @@ def settings_problems(settings: DeploySettings) -> list[str]:
     if not names.STACK_NAME.fullmatch(settings.stack_name):
         problems.append(f"stack name {settings.stack_name!r} (app name + stage) is not a CloudFormation stack name")
     problems += _endpoint_problems(settings.endpoint)
-    problems += _queue_problems(settings.queues, settings.lambda_timeout)
+    problems += _name_problems(settings.names)
+    problems += _queue_problems(settings.queues)
+    problems += source.settings_problems(settings)
+    problems += destination.settings_problems(settings)
     problems += _alarm_problems(settings.alarms)
     return problems
 
@@ -307,33 +341,26 @@ def _endpoint_problems(endpoint: EndpointSettings) -> list[str]:
     return problems
 
 
-def _queue_problems(queues: QueueSettings, lambda_timeout: int) -> list[str]:
+def _name_problems(pipeline: PipelineNames) -> list[str]:
     problems: list[str] = []
-    for variable, name in (
-        ("FEATURES_QUEUE_NAME", queues.features),
-        ("PREDICTIONS_QUEUE_NAME", queues.predictions),
-        ("DEAD_LETTER_QUEUE_NAME", queues.dead_letters),
+    for variable, problem in (
+        (source.FEATURES_VARIABLE, source.features_name_problem(pipeline.features)),
+        (destination.PREDICTIONS_VARIABLE, destination.predictions_name_problem(pipeline.predictions)),
+        ("DEAD_LETTER_QUEUE_NAME", names.queue_name_problem(pipeline.dead_letters)),
     ):
-        problem = names.queue_name_problem(name)
         if problem:
             problems.append(f"{variable} in .chalice/config.json: {problem}")
-    if len({queues.features, queues.predictions, queues.dead_letters}) != 3:
-        problems.append("the three queue names in .chalice/config.json must differ")
+    if len({pipeline.features, pipeline.predictions, pipeline.dead_letters}) != 3:
+        problems.append("the features, predictions and dead-letter names in .chalice/config.json must differ")
+    return problems
+
+
+def _queue_problems(queues: QueueSettings) -> list[str]:
+    problems: list[str] = []
     if not MIN_MAX_RECEIVE_COUNT <= queues.max_receive_count <= 1000:
         problems.append(f"queues.max_receive_count must be from {MIN_MAX_RECEIVE_COUNT} to 1000 (Lambda's guidance)")
-    minimum_visibility = VISIBILITY_TIMEOUT_FACTOR * lambda_timeout
-    if not minimum_visibility <= queues.visibility_timeout_seconds <= 43_200:
-        problems.append(
-            f"queues.visibility_timeout_seconds must be from {minimum_visibility} ({VISIBILITY_TIMEOUT_FACTOR} x the "
-            f"{lambda_timeout} s function timeout) to 43200, or SQS redelivers records still being worked on"
-        )
-    for key in ("source_retention_seconds", "dead_letter_retention_seconds", "predictions_retention_seconds"):
-        if not 60 <= getattr(queues, key) <= 1_209_600:
-            problems.append(f"queues.{key} must be from 60 to 1209600 (14 days)")
-    if queues.dead_letter_retention_seconds <= queues.source_retention_seconds:
-        # A moved message keeps its original enqueue time, so an equal retention would expire
-        # dead letters almost as soon as they arrive.
-        problems.append("queues.dead_letter_retention_seconds must be longer than source_retention_seconds")
+    if not 60 <= queues.dead_letter_retention_seconds <= 1_209_600:
+        problems.append("queues.dead_letter_retention_seconds must be from 60 to 1209600 (14 days)")
     return problems
 
 

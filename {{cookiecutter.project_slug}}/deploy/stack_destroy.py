@@ -2,9 +2,11 @@
 
     python -m deploy.stack_destroy --stage dev [--force]
 
-Deleting the stack deletes its queues and every message in them. Dead letters are records the
-pipeline could not predict, often the only copy, so a non-empty dead-letter queue stops the
-deletion unless --force (`make destroy FORCE=1`) says to go ahead.
+Deleting the stack deletes its queues, streams, topic or table and everything in them. Dead
+letters are records the pipeline could not predict, often the only copy, so a non-empty
+dead-letter queue stops the deletion unless --force (`make destroy FORCE=1`) says to go ahead.
+What happens to the predictions is the destination's to say (deploy/destination.py), and is
+printed before the deletion starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
+from . import destination
 from .artifacts import default_bucket, delete_prefix
 from .cli import DeployError, run
 from .progress import Poller
@@ -51,14 +54,16 @@ def destroy_stack(
     if stack_status(clients.cloudformation, stack) is None:
         say(f"No stack {stack} in {settings.region}")
     else:
-        held = dead_letter_count(clients.sqs, settings.queues.dead_letters)
+        dead_letters = settings.names.dead_letters
+        held = dead_letter_count(clients.sqs, dead_letters)
         if held and not force:
             raise DeployError(
-                f"{settings.queues.dead_letters} holds {held} message(s) that deleting the stack would destroy. "
+                f"{dead_letters} holds {held} message(s) that deleting the stack would destroy. "
                 "Read or redrive them first, or run `make destroy FORCE=1` to delete them with the stack"
             )
         if held:
-            say(f"Deleting {held} message(s) in {settings.queues.dead_letters} with the stack (FORCE=1)")
+            say(f"Deleting {held} message(s) in {dead_letters} with the stack (FORCE=1)")
+        say(destination.teardown_notice(settings))
         clients.cloudformation.delete_stack(StackName=stack)
         say(f"Deleting stack {stack}")
         final = poller.wait(

@@ -10,11 +10,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from .settings import MIN_MAX_RECEIVE_COUNT, RUNTIMES, VISIBILITY_TIMEOUT_FACTOR, DeploySettings
+from . import destination, source
+from .merge_template import FUNCTION
+from .settings import RUNTIMES, DeploySettings
 
-# Actions without resource-level permissions, which may use "*" (none in this stack today;
-# the SageMaker execution role in deploy/execution_role.py has two, outside the stack).
-WILDCARD_ALLOWED_ACTIONS: frozenset[str] = frozenset()
+# Actions without resource-level permissions, which may use "*"; the source's and destination's
+# modules say why they need each (the SageMaker execution role in deploy/execution_role.py has
+# two more, outside the stack).
+WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS
 # Log streams live under their group: `log-group:NAME:*` names one group's streams only.
 LOG_STREAM_SUFFIX = ":*"
 
@@ -28,12 +31,11 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
     }
 
 
-def sqs_event_sources(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(function id, function properties, event properties) for every SQS trigger."""
-    for function_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event in function["Properties"].get("Events", {}).values():
-            if event.get("Type") == "SQS":
-                yield function_id, function["Properties"], event["Properties"]
+def feature_event_sources(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event type, event properties) for every trigger of the handler (SQS or Kinesis)."""
+    handler = template.get("Resources", {}).get(FUNCTION, {})
+    for event in handler.get("Properties", {}).get("Events", {}).values():
+        yield event.get("Type", ""), event.get("Properties", {})
 
 
 def iam_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -69,7 +71,8 @@ def template_problems(template: dict[str, Any], settings: DeploySettings) -> lis
     return [
         *_trigger_problems(template, settings),
         *_iam_problems(template),
-        *_queue_problems(template, settings),
+        *_queue_problems(template),
+        *_encryption_problems(template),
     ]
 
 
@@ -82,17 +85,11 @@ def _trigger_problems(template: dict[str, Any], settings: DeploySettings) -> lis
         runtime = function["Properties"].get("Runtime")
         if runtime not in RUNTIMES or runtime != settings.lambda_runtime:
             problems.append(f"{function_id} runs {runtime}, not {settings.lambda_runtime}")
-    sources = list(sqs_event_sources(template))
-    if not sources:
-        problems.append("the template has no SQS event source")
-    for function_id, _, event in sources:
-        if event.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
-            problems.append(
-                f"{function_id}'s SQS event source lacks FunctionResponseTypes [ReportBatchItemFailures]: "
-                "Lambda would ignore the returned failures and delete whole batches"
-            )
-        if len(event.get("Queue", {})) != 1:
-            problems.append(f"{function_id}'s SQS event source Queue has several keys: {event.get('Queue')}")
+    triggers = [event for event_type, event in feature_event_sources(template) if event_type == source.EVENT_TYPE]
+    if len(triggers) != 1:
+        problems.append(f"{FUNCTION} must have one {source.EVENT_TYPE} event source, not {len(triggers)}")
+    for event in triggers:
+        problems += [f"{FUNCTION}: {problem}" for problem in source.event_source_problems(event, template, settings)]
     return problems
 
 
@@ -111,7 +108,7 @@ def _iam_problems(template: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _queue_problems(template: dict[str, Any], settings: DeploySettings) -> list[str]:
+def _queue_problems(template: dict[str, Any]) -> list[str]:
     problems = []
     queues = resources_of_type(template, "AWS::SQS::Queue")
     tls_protected = {
@@ -126,27 +123,22 @@ def _queue_problems(template: dict[str, Any], settings: DeploySettings) -> list[
             problems.append(f"{queue_id} is not encrypted at rest")
         if queue_id not in tls_protected:
             problems.append(f"{queue_id} has no queue policy denying requests without TLS")
-    triggered = {
-        event["Queue"]["Fn::Sub"].removeprefix("${").removesuffix(".Arn}")
-        for _, _, event in sqs_event_sources(template)
-        if "Fn::Sub" in event.get("Queue", {})
-    }
-    for queue_id in sorted(triggered):
-        properties = queues.get(queue_id, {}).get("Properties")
-        if properties is None:
-            problems.append(f"the SQS trigger reads {queue_id}, which the template does not create")
-            continue
-        redrive = properties.get("RedrivePolicy", {})
-        if redrive.get("maxReceiveCount", 0) < MIN_MAX_RECEIVE_COUNT:
-            problems.append(f"{queue_id} needs a RedrivePolicy with maxReceiveCount >= {MIN_MAX_RECEIVE_COUNT}")
-        target = redrive.get("deadLetterTargetArn", {}).get("Fn::GetAtt", [None])[0]
-        target_properties = queues.get(target, {}).get("Properties", {})
-        if target_properties.get("MessageRetentionPeriod", 0) <= properties.get("MessageRetentionPeriod", 345_600):
-            problems.append(f"{queue_id}'s dead-letter queue must keep messages longer than {queue_id} does")
-        if properties.get("VisibilityTimeout", 30) < VISIBILITY_TIMEOUT_FACTOR * settings.lambda_timeout:
-            problems.append(
-                f"{queue_id}'s VisibilityTimeout must be at least {VISIBILITY_TIMEOUT_FACTOR}x the function timeout"
-            )
+    return problems
+
+
+def _encryption_problems(template: dict[str, Any]) -> list[str]:
+    """Streams and topics encrypted with KMS; tables recoverable (DynamoDB always encrypts them)."""
+    problems = []
+    for stream_id, stream in resources_of_type(template, "AWS::Kinesis::Stream").items():
+        if stream["Properties"].get("StreamEncryption", {}).get("EncryptionType") != "KMS":
+            problems.append(f"{stream_id} is not encrypted at rest")
+    for topic_id, topic in resources_of_type(template, "AWS::SNS::Topic").items():
+        if not topic["Properties"].get("KmsMasterKeyId"):
+            problems.append(f"{topic_id} is not encrypted at rest")
+    for table_id, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        recovery = table["Properties"].get("PointInTimeRecoverySpecification", {})
+        if recovery.get("PointInTimeRecoveryEnabled") is not True:
+            problems.append(f"{table_id} has no point-in-time recovery")
     return problems
 
 

@@ -1,8 +1,9 @@
 """`make deploy` / `make destroy` against moto's CloudFormation: change sets, no-op, DLQ guard.
 
-moto cannot run the SAM transform, and its CloudFormation skips queue policies and alarms (with a
-warning) and returns no stack outputs after a change set. So the stack deployed here is the
-packaged template without those: the queues, log group and dashboard exactly as packaged. The
+moto cannot run the SAM transform, and its CloudFormation skips queue and topic policies and
+alarms (with a warning) and returns no stack outputs after a change set. So the stack deployed
+here is the packaged template without those (and without the functions, their roles and the
+REST API): the queues, stream, topic or table, log groups and dashboard exactly as packaged. The
 rest is checked on the template itself in test_packaging.py.
 """
 
@@ -24,7 +25,15 @@ from deploy.stack_deploy import StackClients, checked_template, deploy_stack, st
 from deploy.stack_destroy import destroy_stack
 
 BUCKET = "team-pipeline-artifacts"
-MOTO_UNSUPPORTED = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm"}
+MOTO_UNSUPPORTED = {
+    "AWS::Serverless::Function",
+    "AWS::Serverless::Api",
+    "AWS::Lambda::Permission",
+    "AWS::IAM::Role",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::CloudWatch::Alarm",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,47 +80,63 @@ def quiet_poller() -> Poller:
 
 
 def test_deploy_creates_the_stack_then_a_rerun_changes_nothing(aws, settings, moto_package):
+    """`make deploy` is idempotent: the second run ends at an empty change set."""
     lines: list[str] = []
 
     deploy_stack(settings, aws, moto_package, quiet_poller(), lines.append)
     again = deploy_stack(settings, aws, moto_package, quiet_poller(), lines.append)
 
     assert stack_status(aws.cloudformation, settings.stack_name) == "CREATE_COMPLETE"
-    features = aws.sqs.get_queue_url(QueueName=settings.queues.features)["QueueUrl"]
-    attributes = aws.sqs.get_queue_attributes(QueueUrl=features, AttributeNames=["All"])["Attributes"]
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == settings.queues.max_receive_count
+    created = aws.cloudformation.describe_stack_resources(StackName=settings.stack_name)["StackResources"]
+    packaged = json.loads((moto_package / "sam.json").read_text())["Resources"]
+    assert {resource["LogicalResourceId"] for resource in created} == set(packaged)
+    dead_letters = aws.sqs.get_queue_url(QueueName=settings.names.dead_letters)["QueueUrl"]
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["All"])["Attributes"]
     assert attributes["SqsManagedSseEnabled"] == "true"
     assert again == {} and any(line.startswith("No changes") for line in lines)
 
 
 def test_destroy_refuses_while_dead_letters_wait_and_says_how_many(aws, settings, moto_package):
+    """Dead letters are often the only copy of a record: deleting them takes FORCE=1."""
     deploy_stack(settings, aws, moto_package, quiet_poller(), lambda _: None)
-    dead_letters = aws.sqs.get_queue_url(QueueName=settings.queues.dead_letters)["QueueUrl"]
+    dead_letters = aws.sqs.get_queue_url(QueueName=settings.names.dead_letters)["QueueUrl"]
+    # A FIFO queue needs a group and a deduplication id; a standard queue takes no such fields.
+    fifo = {"MessageGroupId": "user-1"} if settings.names.dead_letters.endswith(".fifo") else {}
     for number in range(3):
-        aws.sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps({"n": number}))
+        ids = {"MessageDeduplicationId": f"dead-letter-{number}"} if fifo else {}
+        aws.sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps({"n": number}), **fifo, **ids)
 
     with pytest.raises(DeployError, match="holds 3 message"):
         destroy_stack(settings, aws, quiet_poller(), say=lambda _: None)
     assert stack_status(aws.cloudformation, settings.stack_name) == "CREATE_COMPLETE"
 
-    destroy_stack(settings, aws, quiet_poller(), force=True, say=lambda _: None)
+    lines: list[str] = []
+    destroy_stack(settings, aws, quiet_poller(), force=True, say=lines.append)
     assert stack_status(aws.cloudformation, settings.stack_name) is None
-    assert boto3.client("sqs", region_name=settings.region).list_queues().get("QueueUrls", []) == []
+    assert any(settings.names.predictions in line for line in lines), "says what happens to the predictions"
+    region = settings.region
+    assert boto3.client("sqs", region_name=region).list_queues().get("QueueUrls", []) == []
+    assert boto3.client("kinesis", region_name=region).list_streams()["StreamNames"] == []
+    assert boto3.client("sns", region_name=region).list_topics()["Topics"] == []
+    assert boto3.client("dynamodb", region_name=region).list_tables()["TableNames"] == []
 
 
 def test_destroy_without_a_stack_says_so(aws, settings):
+    """Destroying twice is not an error."""
     lines: list[str] = []
     destroy_stack(settings, aws, quiet_poller(), say=lines.append)
     assert lines[0].startswith("No stack")
 
 
 def test_deploy_refuses_a_package_made_for_another_stage(packaged_dir):
+    """The package names its stage's resources, so deploying it as another stage would cross them."""
     with pytest.raises(DeployError, match="another stage"):
         checked_template(load_settings("prod"), packaged_dir)
     checked_template(load_settings("dev"), packaged_dir)
 
 
 def test_deploy_uploads_the_code_zip_by_hash(aws, settings, packaged_dir, moto_package):
+    """A code zip is uploaded under its content hash, so repeats cost nothing and versions never collide."""
     shutil.copy(packaged_dir / "deployment.zip", moto_package / "deployment.zip")
     template = json.loads((packaged_dir / "sam.json").read_text())
     # The real template, only to see the CodeUri rewrite; the stack itself cannot run in moto.

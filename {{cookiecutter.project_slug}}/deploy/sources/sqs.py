@@ -1,0 +1,175 @@
+"""The features source, an SQS standard queue: the queue, its trigger, IAM, alarm and checks.
+
+The features queue hands records that keep failing to the dead-letter queue after
+max_receive_count receives; the dead-letter queue accepts them from the features queue only.
+Chalice writes the trigger (batch size, window, concurrency from the stage); the merge template
+adds `FunctionResponseTypes: [ReportBatchItemFailures]` (aws/chalice#2029) and points `Queue` at
+the stack's own queue, under Chalice's `Fn::Sub` key, so the queue is created first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .metrics import SQS_PERIOD_SECONDS, alarm
+from .names import FIFO_SUFFIX, queue_name_problem
+from .queues import (
+    DEAD_LETTER_QUEUE,
+    MIN_MAX_RECEIVE_COUNT,
+    VISIBILITY_TIMEOUT_FACTOR,
+    dead_letter_queue,
+    encrypted_queue,
+    queue_arn,
+    with_tls_policies,
+)
+
+if TYPE_CHECKING:
+    from .iam_policy import ArnSource
+    from .settings import DeploySettings
+
+DESCRIPTION = "an SQS queue"
+FEATURES_VARIABLE = "FEATURES_QUEUE_NAME"
+FEATURES = "FeaturesQueue"
+# What Chalice calls the trigger of `handle_feature_events`: the SAM event type and its logical
+# id in the template, and its resource type in .chalice/deployed/<stage>.json.
+EVENT_TYPE = "SQS"
+EVENT_SOURCE = "HandleFeatureEventsSqsEventSource"
+DEPLOYED_EVENT_TYPE = "sqs_event"
+# Every action this source needs supports resource-level permissions.
+WILDCARD_ACTIONS: frozenset[str] = frozenset()
+REPORT_BATCH_ITEM_FAILURES = ["ReportBatchItemFailures"]
+MAX_RETENTION_SECONDS = 1_209_600
+
+
+def features_name_problem(name: str) -> str | None:
+    """Say why the name cannot be this source's queue, or None if it can."""
+    if name.endswith(FIFO_SUFFIX):
+        return f"{name!r} ends in .fifo, but the features source is a standard queue"
+    return queue_name_problem(name)
+
+
+def settings_problems(settings: DeploySettings) -> list[str]:
+    """What deploy/config.json must hold for this source."""
+    queues, problems = settings.queues, []
+    minimum_visibility = VISIBILITY_TIMEOUT_FACTOR * settings.lambda_timeout
+    if not minimum_visibility <= (queues.visibility_timeout_seconds or 0) <= 43_200:
+        problems.append(
+            f"queues.visibility_timeout_seconds must be from {minimum_visibility} ({VISIBILITY_TIMEOUT_FACTOR} x the "
+            f"{settings.lambda_timeout} s function timeout) to 43200, or SQS redelivers records still being worked on"
+        )
+    retention = queues.source_retention_seconds or 0
+    if not 60 <= retention <= MAX_RETENTION_SECONDS:
+        problems.append(f"queues.source_retention_seconds must be from 60 to {MAX_RETENTION_SECONDS} (14 days)")
+    elif queues.dead_letter_retention_seconds <= retention:
+        # A moved message keeps its original enqueue time, so an equal retention would expire
+        # dead letters almost as soon as they arrive.
+        problems.append("queues.dead_letter_retention_seconds must be longer than source_retention_seconds")
+    return problems
+
+
+def source_resources(settings: DeploySettings) -> dict[str, Any]:
+    """The features queue and the dead-letter queue it redrives to, with their TLS-only policies."""
+    queues = settings.queues
+    return with_tls_policies(
+        {
+            DEAD_LETTER_QUEUE: dead_letter_queue(
+                settings,
+                # The features queue's ARN is built from its name: a GetAtt here would be a
+                # cycle, since the features queue's redrive policy refers to this queue.
+                {"redrivePermission": "byQueue", "sourceQueueArns": [queue_arn(settings.names.features)]},
+            ),
+            FEATURES: encrypted_queue(
+                settings.names.features,
+                retention=queues.source_retention_seconds,
+                VisibilityTimeout=queues.visibility_timeout_seconds,
+                RedrivePolicy={
+                    "deadLetterTargetArn": {"Fn::GetAtt": [DEAD_LETTER_QUEUE, "Arn"]},
+                    "maxReceiveCount": queues.max_receive_count,
+                },
+            ),
+        }
+    )
+
+
+def event_source_properties(settings: DeploySettings) -> dict[str, Any]:
+    """What the merge template sets on Chalice's trigger; the rest comes from the stage."""
+    return {"Queue": {"Fn::Sub": "${" + FEATURES + ".Arn}"}, "FunctionResponseTypes": REPORT_BATCH_ITEM_FAILURES}
+
+
+def mapping_settings(settings: DeploySettings, dead_letter_arn: str) -> dict[str, Any]:
+    """What `deploy.event_source_mapping` sets on the mapping after a plain `chalice deploy`."""
+    return {"FunctionResponseTypes": REPORT_BATCH_ITEM_FAILURES}
+
+
+def source_statements(settings: DeploySettings, arns: ArnSource) -> list[dict[str, Any]]:
+    """What Lambda's SQS event source polls with on the function's behalf."""
+    return [
+        {
+            "Sid": "ReceiveFeatureEvents",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+            "Resource": [arns.arn(FEATURES, "sqs", settings.names.features)],
+        }
+    ]
+
+
+def source_alarms(settings: DeploySettings) -> dict[str, Any]:
+    """The features backlog is getting old: the function is failing, throttled or too slow."""
+    features, age = settings.names.features, settings.alarms.oldest_message_age_seconds
+    return {
+        "FeaturesBacklogAgeAlarm": alarm(
+            settings,
+            "features-backlog-age",
+            f"The oldest record in {features} is older than {age} s: "
+            "the function is failing, throttled or too slow for the traffic.",
+            namespace="AWS/SQS",
+            metric="ApproximateAgeOfOldestMessage",
+            dimensions=[{"Name": "QueueName", "Value": features}],
+            statistic="Maximum",
+            period=SQS_PERIOD_SECONDS,
+            threshold=age,
+        )
+    }
+
+
+def source_metrics(settings: DeploySettings) -> list[list[Any]]:
+    """The dashboard's feature-events graph."""
+    features = settings.names.features
+    return [
+        ["AWS/SQS", "NumberOfMessagesSent", "QueueName", features, {"stat": "Sum"}],
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", features],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", features, {"yAxis": "right"}],
+    ]
+
+
+def source_outputs() -> dict[str, Any]:
+    """Where producers send feature events."""
+    return {"FeaturesQueueUrl": {"Value": {"Ref": FEATURES}}}
+
+
+def event_source_problems(event: dict[str, Any], template: dict[str, Any], settings: DeploySettings) -> list[str]:
+    """Why the packaged trigger, or the queue it reads, must not be deployed."""
+    problems = []
+    if event.get("FunctionResponseTypes") != REPORT_BATCH_ITEM_FAILURES:
+        problems.append(
+            "the SQS event source lacks FunctionResponseTypes [ReportBatchItemFailures]: "
+            "Lambda would ignore the returned failures and delete whole batches"
+        )
+    if event.get("Queue") != {"Fn::Sub": "${" + FEATURES + ".Arn}"}:
+        problems.append(f"the SQS event source must read {FEATURES} (one Fn::Sub key), not {event.get('Queue')}")
+    resources = template.get("Resources", {})
+    features = resources.get(FEATURES, {}).get("Properties")
+    if features is None:
+        return [*problems, f"the SQS trigger reads {FEATURES}, which the template does not create"]
+    redrive = features.get("RedrivePolicy", {})
+    if redrive.get("maxReceiveCount", 0) < MIN_MAX_RECEIVE_COUNT:
+        problems.append(f"{FEATURES} needs a RedrivePolicy with maxReceiveCount >= {MIN_MAX_RECEIVE_COUNT}")
+    target = redrive.get("deadLetterTargetArn", {}).get("Fn::GetAtt", [None])[0]
+    dead_letters = resources.get(target, {}).get("Properties", {})
+    if dead_letters.get("MessageRetentionPeriod", 0) <= features.get("MessageRetentionPeriod", 345_600):
+        problems.append(f"{FEATURES}'s dead-letter queue must keep messages longer than {FEATURES} does")
+    if features.get("VisibilityTimeout", 30) < VISIBILITY_TIMEOUT_FACTOR * settings.lambda_timeout:
+        problems.append(
+            f"{FEATURES}'s VisibilityTimeout must be at least {VISIBILITY_TIMEOUT_FACTOR}x the function timeout"
+        )
+    return problems
