@@ -96,6 +96,12 @@ def remove_queue_consumer_example() -> None:
     Path("examples").rmdir()
 
 
+def remove_tracing_files() -> None:
+    """Drop the X-Ray set-up: tracing is off."""
+    for path in ("chalicelib/tracing.py", "deploy/tracing.py", "tests/test_tracing.py"):
+        Path(path).unlink(missing_ok=True)
+
+
 def remove_group_order_files() -> None:
     """Drop the group-order tests: a standard queue promises no order to keep."""
     Path("tests/test_group_order.py").unlink(missing_ok=True)
@@ -114,6 +120,8 @@ def fit_project_to_options() -> None:
         remove_group_order_files()
     if ANSWERS["output_destination"] not in ("sqs", "sns"):
         remove_queue_consumer_example()
+    if ANSWERS["xray_tracing"] != "active":
+        remove_tracing_files()
 
 
 def shown_path(project_dir: Path) -> str:

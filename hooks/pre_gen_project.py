@@ -103,6 +103,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "input_source": ("sqs", "sqs-fifo", "kinesis"),
     "output_destination": ("sqs", "sns", "kinesis", "dynamodb"),
     "read_api_auth": ("iam", "none"),
+    "xray_tracing": ("off", "active"),
     "lambda_runtime": ("python3.12", "python3.13"),
     "endpoint_content_type": ("application/json", "application/jsonlines"),
     "endpoint_call_mode": ("batch", "per-record"),

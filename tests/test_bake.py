@@ -50,13 +50,13 @@ COMBINATIONS: list[dict[str, str]] = [
         "max_receive_count": "1000",
     },
     {"input_source": "sqs-fifo"},
-    {"input_source": "sqs-fifo", "output_destination": "sns"},
+    {"input_source": "sqs-fifo", "output_destination": "sns", "xray_tracing": "active"},
     {"input_source": "sqs-fifo", "output_destination": "kinesis"},
     {"input_source": "sqs-fifo", "output_destination": "dynamodb", "read_api_auth": "none"},
     {"input_source": "kinesis"},
     {"input_source": "kinesis", "output_destination": "sns"},
     {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
-    {"input_source": "kinesis", "output_destination": "dynamodb", "batch_size": "500"},
+    {"input_source": "kinesis", "output_destination": "dynamodb", "batch_size": "500", "xray_tracing": "active"},
 ]
 
 # Every input source with every destination appears above at least once.
@@ -181,6 +181,11 @@ QUEUE_CONSUMER_FILES = """
 examples/consume_predictions.py
 tests/test_example_consumer.py
 """
+TRACING_FILES = """
+chalicelib/tracing.py
+deploy/tracing.py
+tests/test_tracing.py
+"""
 GROUP_ORDER_FILES = """
 tests/test_group_order.py
 """
@@ -237,6 +242,8 @@ def expected_files(answers: dict[str, Any]) -> set[str]:
         lines += GROUP_ORDER_FILES.split()
     if answers["output_destination"] in ("sqs", "sns"):
         lines += QUEUE_CONSUMER_FILES.split()
+    if answers["xray_tracing"] == "active":
+        lines += TRACING_FILES.split()
     return {line.format(package=answers["package_name"]) for line in lines}
 
 

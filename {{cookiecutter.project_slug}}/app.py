@@ -16,10 +16,16 @@ from chalicelib.predictions_api import predictions_api
 {%- endif %}
 from chalicelib.settings import HandlerSettings, TriggerSettings
 from chalicelib.telemetry import use_json_logs
+{%- if cookiecutter.xray_tracing == "active" %}
+from chalicelib.tracing import trace_aws_calls
+{%- endif %}
 
 app = Chalice(app_name="{{ cookiecutter.project_slug }}")
 # Every log line is one JSON object with the request id; see chalicelib/telemetry.py.
 use_json_logs(os.environ.get("LOG_LEVEL", "INFO"))
+{%- if cookiecutter.xray_tracing == "active" %}
+trace_aws_calls()
+{%- endif %}
 {%- if cookiecutter.output_destination == "dynamodb" %}
 # GET /predictions/{key}: the latest prediction for one key, read from the table.
 app.register_blueprint(predictions_api)

@@ -29,6 +29,9 @@ from .cli import run
 from .names import STACK_ARN_PREFIX, endpoint_arn_name
 from .queues import DEAD_LETTER_QUEUE
 from .settings import DeploySettings, load_settings
+{%- if cookiecutter.xray_tracing == "active" %}
+from .tracing import tracing_statement
+{%- endif %}
 
 Resource = str | dict[str, Any]
 
@@ -107,6 +110,9 @@ def function_policy(settings: DeploySettings, arns: ArnSource) -> dict[str, Any]
                 "Resource": [arns.endpoint(settings.endpoint.name)],
             },
             log_statement(settings.function_name, arns),
+{%- if cookiecutter.xray_tracing == "active" %}
+            tracing_statement(),
+{%- endif %}
         ],
     }
 

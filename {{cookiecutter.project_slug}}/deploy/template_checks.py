@@ -13,11 +13,16 @@ from typing import Any
 from . import destination, source
 from .merge_template import FUNCTION
 from .settings import RUNTIMES, DeploySettings
+{%- if cookiecutter.xray_tracing == "active" %}
+from .tracing import TRACING_ACTIONS
+{%- endif %}
 
 # Actions without resource-level permissions, which may use "*"; the source's and destination's
 # modules say why they need each (the SageMaker execution role in deploy/execution_role.py has
 # two more, outside the stack).
-WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS
+WILDCARD_ALLOWED_ACTIONS: frozenset[str] = (
+    source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS{% if cookiecutter.xray_tracing == "active" %} | TRACING_ACTIONS{% endif %}
+)
 # Log streams live under their group: `log-group:NAME:*` names one group's streams only.
 LOG_STREAM_SUFFIX = ":*"
 

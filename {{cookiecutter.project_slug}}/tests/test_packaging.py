@@ -28,12 +28,17 @@ from deploy.template_checks import (
     template_problems,
     wildcard_resources,
 )
+{%- if cookiecutter.xray_tracing == "active" %}
+from deploy.tracing import TRACING_ACTIONS
+{%- endif %}
 
 # cfn-lint warnings this template accepts on purpose, by rule id, with the reason. None today.
 ACCEPTED_WARNINGS: dict[str, str] = {}
 HANDLER = "HandleFeatureEvents"
 READ_API = "APIHandler"
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# Every function writes its logs{% if cookiecutter.xray_tracing == "active" %} and sends its X-Ray traces{% endif %}.
+COMMON_ACTIONS = LOG_ACTIONS{% if cookiecutter.xray_tracing == "active" %} | TRACING_ACTIONS{% endif %}
 # Exactly what the handler's role may do, by choice of source and of destination: least privilege
 # written out, not derived from the code under test.
 SOURCE_ACTIONS = {
@@ -186,7 +191,7 @@ def test_every_iam_statement_names_this_pipelines_resources(packaged):
         "sqs:GetQueueUrl",
         "sqs:SendMessage",
         "sagemaker:InvokeEndpoint",
-        *LOG_ACTIONS,
+        *COMMON_ACTIONS,
         *SOURCE_ACTIONS[source.EVENT_TYPE],
         *DESTINATION_ACTIONS[destination.PREDICTIONS_VARIABLE],
     }
@@ -194,7 +199,7 @@ def test_every_iam_statement_names_this_pipelines_resources(packaged):
     if read_api:
         # The read API only reads: its own role, never the handler's.
         api_role = read_api["Properties"]["Role"]["Fn::GetAtt"][0]
-        assert api_role != handler_role and granted[api_role] == {"dynamodb:GetItem", *LOG_ACTIONS}
+        assert api_role != handler_role and granted[api_role] == {"dynamodb:GetItem", *COMMON_ACTIONS}
     assert set(granted) == {handler_role, *([api_role] if read_api else [])}
 
 

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from .metrics import MINUTE_PERIOD_SECONDS, alarm
 from .names import STACK_ARN_PREFIX
+{%- if cookiecutter.xray_tracing == "active" %}
+from .tracing import tracing_statement
+{%- endif %}
 
 if TYPE_CHECKING:
     from .iam_policy import ArnSource
@@ -128,6 +131,9 @@ def read_api_policy(settings: DeploySettings, arns: ArnSource) -> dict[str, Any]
                 "Action": log_actions,
                 "Resource": arns.log_group(api_function_name(settings)),
             },
+{%- if cookiecutter.xray_tracing == "active" %}
+            tracing_statement(),
+{%- endif %}
         ],
     }
 
