@@ -357,8 +357,15 @@ def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
 
     found.extend(resource_kind_problems(answers))
 
+    source = answers.get("input_source")
     batch, window = number["batch_size"], number["maximum_batching_window_seconds"]
-    if batch is not None and window is not None and batch > UNWINDOWED_BATCH_LIMIT and window < 1:
+    if (
+        source == "sqs"
+        and batch is not None
+        and window is not None
+        and batch > UNWINDOWED_BATCH_LIMIT
+        and window < 1
+    ):
         found.append(
             Problem(
                 "batch_size",
@@ -389,7 +396,8 @@ def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
             )
 
     receives = number["max_receive_count"]
-    if receives is not None and receives < MIN_MAX_RECEIVE_COUNT:
+    # For a Kinesis source it bounds Lambda's retries instead (max_receive_count - 1 of them).
+    if source != "kinesis" and receives is not None and receives < MIN_MAX_RECEIVE_COUNT:
         found.append(
             Problem(
                 "max_receive_count",
@@ -401,7 +409,13 @@ def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
         )
 
     timeout, visibility = number["lambda_timeout_seconds"], number["visibility_timeout_seconds"]
-    if timeout is not None and visibility is not None and visibility < VISIBILITY_TIMEOUT_FACTOR * timeout:
+    hides_records = source != "kinesis"  # a stream has no visibility timeout
+    if (
+        hides_records
+        and timeout is not None
+        and visibility is not None
+        and visibility < VISIBILITY_TIMEOUT_FACTOR * timeout
+    ):
         found.append(
             Problem(
                 "visibility_timeout_seconds",

@@ -56,7 +56,12 @@ COMBINATIONS: list[dict[str, str]] = [
     {"input_source": "kinesis"},
     {"input_source": "kinesis", "output_destination": "sns"},
     {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
-    {"input_source": "kinesis", "output_destination": "dynamodb", "batch_size": "500", "xray_tracing": "active"},
+    {
+        "input_source": "kinesis",
+        "output_destination": "dynamodb",
+        "batch_size": "500",
+        "xray_tracing": "active",
+    },
 ]
 
 # Every input source with every destination appears above at least once.
@@ -88,6 +93,7 @@ app.py
 chalicelib/__init__.py
 chalicelib/batch.py
 chalicelib/deadline.py
+chalicelib/destination.py
 chalicelib/endpoint.py
 chalicelib/envelope.py
 chalicelib/failures.py
@@ -96,12 +102,15 @@ chalicelib/input_schema.py
 chalicelib/model-input.schema.json
 chalicelib/publishing.py
 chalicelib/settings.py
+chalicelib/source.py
+chalicelib/telemetry.py
 deploy/__init__.py
 deploy/alarms.py
 deploy/artifacts.py
 deploy/autoscaling.py
 deploy/cli.py
 deploy/config.json
+deploy/destination.py
 deploy/endpoint_deploy.py
 deploy/endpoint_destroy.py
 deploy/event_source_mapping.py
@@ -109,12 +118,14 @@ deploy/execution_role.py
 deploy/iam_policy.py
 deploy/image_uri.py
 deploy/merge_template.py
+deploy/metrics.py
 deploy/model_archive.py
 deploy/names.py
 deploy/package.py
 deploy/progress.py
 deploy/queues.py
 deploy/settings.py
+deploy/source.py
 deploy/stack_deploy.py
 deploy/stack_destroy.py
 deploy/template_checks.py
@@ -129,9 +140,11 @@ requirements.txt
 schemas/prediction-envelope.schema.json
 tests/__init__.py
 tests/conftest.py
+tests/lambda_events.py
 tests/test_benchmark.py
 tests/test_clickstream.py
 tests/test_deploy_endpoint.py
+tests/test_destination.py
 tests/test_endpoint_batching.py
 tests/test_endpoint_server.py
 tests/test_envelope_contract.py
@@ -145,6 +158,8 @@ tests/test_local_pipeline.py
 tests/test_packaging.py
 tests/test_pipeline_stack.py
 tests/test_publishing.py
+tests/test_source.py
+tests/test_telemetry.py
 {package}/__init__.py
 {package}/api_call_counter.py
 {package}/benchmark.py
@@ -152,6 +167,7 @@ tests/test_publishing.py
 {package}/child_server.py
 {package}/clickstream.py
 {package}/deployment_footprint.py
+{package}/destination.py
 {package}/emulator.py
 {package}/endpoint_process.py
 {package}/endpoint_server.py
@@ -162,6 +178,7 @@ tests/test_publishing.py
 {package}/naive_handler.py
 {package}/sink_faults.py
 {package}/soak.py
+{package}/source.py
 {package}/stage.py
 {package}/throughput_bench.py
 {package}/train.py

@@ -170,6 +170,8 @@ def test_each_destination_kind_allows_its_own_longest_name(
         ({"input_source": "sqs-fifo", "batch_size": "20", "maximum_batching_window_seconds": "1"},
          {"batch_size", "maximum_batching_window_seconds"}),
         ({"input_source": "kinesis", "features_source_name": "clicks.v2"}, set()),
+        ({"input_source": "kinesis", "batch_size": "500"}, set()),
+        ({"input_source": "kinesis", "max_receive_count": "1"}, set()),
         ({"output_destination": "dynamodb", "predictions_destination_name": "ab"},
          {"predictions_destination_name"}),
         ({"output_destination": "sns", "predictions_destination_name": "topic.v2"},
