@@ -1,13 +1,15 @@
 """Faults injected into the whole local pipeline: where every record ends, and that none is lost.
 
-Each test runs the real handler behind the Lambda-like trigger, against moto's SQS server and
-the local endpoint, with faults from a FaultPlan: endpoint outages and throttling through the
+Each test runs the real handler behind the Lambda-like trigger, against moto's server and the
+local endpoint, with faults from a FaultPlan: endpoint outages and throttling through the
 endpoint's Fault hook, refused publishes through botocore hooks, and invocations killed with
-SIGKILL in a child process. Queues use visibility timeouts of a few seconds and a small
+SIGKILL in a child process. {% if cookiecutter.input_source == "kinesis" %}The stream's trigger gives up on a record after a small number of
+retries, so that retries and the on-failure destination are reached within the test; it polls
+one shard per poller, so the batches of a shard are exact.{% else %}Queues use visibility timeouts of a few seconds and a small
 maxReceiveCount so that redeliveries and redrives happen within the test. The single-fault
 tests poll with one poller, so batches and receive counts are exact (moto's SQS server does not
 lock concurrent receives and now and then hands one message to two of them); the soak keeps the
-trigger's full concurrency.
+trigger's full concurrency.{% endif %}
 """
 
 import json
@@ -23,6 +25,7 @@ from {{ cookiecutter.package_name }}.local_pipeline import (
     run_local_pipeline,
 )
 from {{ cookiecutter.package_name }}.soak import EventOutcome, run_soak
+from {{ cookiecutter.package_name }}.source import TRIGGER_DEAD_LETTER_REASON, record_body, record_message_id
 from {{ cookiecutter.package_name }}.stage import patched_environ
 
 pytestmark = pytest.mark.local_pipeline
@@ -37,7 +40,7 @@ PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, functi
 
 
 class DeliveryLog:
-    """Every record the trigger hands to the handler: message id -> receive counts, in order."""
+    """Every record the trigger hands to the handler: message id -> its deliveries, numbered 1, 2, ..."""
 
     def __init__(self) -> None:
         self.receive_counts: dict[str, list[int]] = {}
@@ -47,10 +50,11 @@ class DeliveryLog:
     def wrap(self, handler):
         def invoke(event, context):
             with self._lock:
-                self.batches.append([record["messageId"] for record in event["Records"]])
-                for record in event["Records"]:
-                    count = int(record["attributes"]["ApproximateReceiveCount"])
-                    self.receive_counts.setdefault(record["messageId"], []).append(count)
+                message_ids = [record_message_id(record) for record in event["Records"]]
+                self.batches.append(message_ids)
+                for message_id in message_ids:
+                    deliveries = self.receive_counts.setdefault(message_id, [])
+                    deliveries.append(len(deliveries) + 1)
             return handler(event, context)
 
         return invoke
@@ -90,19 +94,28 @@ def message_id_of(summary, event) -> str:
     return summary.ledger.message_ids[event.event_id]
 
 
-def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue_with_id_and_body_intact(model_dir):
-    """An outage longer than maxReceiveCount deliveries must end in the DLQ via redrive, never in a void."""
+def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_id_and_body_intact{% endif %}(model_dir):
+    """An outage longer than {% if cookiecutter.input_source == "kinesis" %}the trigger's retries must end in the DLQ (on-failure destination){% else %}maxReceiveCount deliveries must end in the DLQ via redrive{% endif %}, never in a void."""
     plan = FaultPlan.healthy(20, FAST)
     plan = replace(plan, outages=[Outage(after_sent=0, seconds=120)])
 
     summary, deliveries, _ = run_plan(plan, model_dir)
 
     assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 0, 20)
+{%- if cookiecutter.input_source == "kinesis" %}
+    for message in summary.dead_letters:
+        # Sent by the trigger: the records' shard and sequence number range, no handler reason.
+        assert "error_code" not in message.get("MessageAttributes", {})
+        assert json.loads(message["Body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    batch_sizes = [json.loads(message["Body"])["KinesisBatchInfo"]["batchSize"] for message in summary.dead_letters]
+    assert sum(batch_sizes) == 20
+{%- else %}
     bodies = {message_id_of(summary, event): event.body() for event in plan.events}
     for message in summary.dead_letters:
         # Moved by the queue's redrive: the original message, same id, same bytes, no handler reason.
         assert message["Body"] == bodies[message["MessageId"]]
         assert "error_code" not in message.get("MessageAttributes", {})
+{%- endif %}
     assert all(counts == [1, 2] for counts in deliveries.receive_counts.values())
 
 
@@ -114,14 +127,24 @@ def test_records_throttled_for_a_while_are_all_predicted_after_counted_redeliver
 
     summary, deliveries, _ = run_plan(plan, model_dir)
 
-    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
     throttled_id = message_id_of(summary, throttled)
     assert deliveries.receive_counts[throttled_id] == [1, 2]
+    per_record = stage.environment_variables["RECORDS_PER_ENDPOINT_CALL"] == "1"
+    batch = deliveries.batch_of(throttled_id)
+{%- if cookiecutter.input_source == "kinesis" %}
+    # The records that shared its InvokeEndpoint call fail with it: its whole batch in batch mode,
+    # itself alone in per-record mode. The stream retries from the first of them, so the later
+    # records of the batch come back too{% if cookiecutter.output_destination != "dynamodb" %} and are published again{% else %}; their second write is refused as not newer{% endif %}.
+    retried = batch[batch.index(throttled_id) :] if per_record else batch
+    assert summary.deliveries - summary.sent == len(retried)
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
+    assert summary.duplicates == {% if cookiecutter.output_destination == "dynamodb" %}0{% else %}len(retried) - (1 if per_record else len(batch)){% endif %}
+{%- else %}
     # Only the records that shared its InvokeEndpoint call came back, once: its whole batch in
     # batch mode, itself alone in per-record mode.
-    per_record = stage.environment_variables["RECORDS_PER_ENDPOINT_CALL"] == "1"
-    shared_call = 1 if per_record else len(deliveries.batch_of(throttled_id))
-    assert summary.deliveries - summary.sent == shared_call
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
+    assert summary.deliveries - summary.sent == (1 if per_record else len(batch))
+{%- endif %}
 
 
 @pytest.mark.parametrize(
@@ -142,12 +165,18 @@ def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_co
     assert point == kill_point
     assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
     assert all(deliveries.receive_counts[message_id] == [1, 2] for message_id in killed_batch)
+{%- if cookiecutter.output_destination == "dynamodb" %}
+    # A prediction written before the kill is not written again: the table refuses a write that
+    # is not newer than the one it holds, so the table's stream shows no duplicate.
+    assert summary.duplicates == 0
+{%- else %}
     assert summary.duplicates == (len(killed_batch) if published_before_the_kill else 0)
+{%- endif %}
     assert summary.failed_batches == 1
 
 
-def test_predictions_the_queue_refuses_are_redelivered_until_published_and_nothing_else_is(model_dir):
-    """A partial publish failure retries exactly the refused records, and each is published once."""
+def test_predictions_the_destination_refuses_are_redelivered_until_published(model_dir):
+    """A partial publish failure retries the refused record until it is published, once."""
     plan = FaultPlan.healthy(10, replace(FAST, max_receive_count=3))
     refused = plan.events[4]
     refused.fault, refused.times = "sink_refused", 2
@@ -155,11 +184,22 @@ def test_predictions_the_queue_refuses_are_redelivered_until_published_and_nothi
     summary, deliveries, injection = run_plan(plan, model_dir)
 
     assert injection.refused == 2
-    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
     refused_id = message_id_of(summary, refused)
     assert deliveries.receive_counts[refused_id] == [1, 2, 3]
     assert summary.ledger.prediction_arrivals[refused_id] == 1
+{%- if cookiecutter.input_source == "kinesis" %}
+    # The stream retries from the refused record, so the records after it in its batch come back
+    # with it{% if cookiecutter.output_destination != "dynamodb" %} and are published again{% else %}; their second write is refused as not newer{% endif %}.
+    batch = deliveries.batch_of(refused_id)
+    riding_along = set(batch[batch.index(refused_id) + 1 :])
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
+    assert summary.duplicates == {% if cookiecutter.output_destination == "dynamodb" %}0{% else %}2 * len(riding_along){% endif %}
+    for message_id, counts in deliveries.receive_counts.items():
+        assert counts == ([1, 2, 3] if message_id == refused_id or message_id in riding_along else [1])
+{%- else %}
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
     assert all(counts == [1] for message_id, counts in deliveries.receive_counts.items() if message_id != refused_id)
+{%- endif %}
 
 
 def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
@@ -169,7 +209,7 @@ def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
 
     def drop_one(handler):
         def invoke(event, context):
-            kept = [record for record in event["Records"] if dropped not in record["body"]]
+            kept = [record for record in event["Records"] if dropped not in record_body(record)]
             handler({"Records": kept}, context)
             return {"batchItemFailures": []}
 
@@ -217,11 +257,11 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir):
     ("outcome", "contradiction"),
     [
         (EventOutcome("malformed", predictions=0, dead_letters=["InvalidJson"]), None),
-        (EventOutcome("oversize", predictions=0, dead_letters=["redrive (maxReceiveCount)"]), None),
+        (EventOutcome("oversize", predictions=0, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
         (EventOutcome("none", predictions=2, dead_letters=[]), None),
         (EventOutcome("model_rejected", predictions=1, dead_letters=[]), "model_rejected record predicted"),
         (EventOutcome("throttled", predictions=0, dead_letters=["ModelError"]), "dead-lettered as ModelError"),
-        (EventOutcome("none", predictions=1, dead_letters=["redrive (maxReceiveCount)"]), None),
+        (EventOutcome("none", predictions=1, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
         (EventOutcome("none", predictions=1, dead_letters=["InvalidJson"]), "both predicted and dead-lettered"),
     ],
 )

@@ -1,15 +1,17 @@
 """The local SQS trigger behaves like Lambda's event source mapping, which the fault tests rely on."""
 
 import hashlib
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }}.emulator import PipelineQueues, create_pipeline_queues, local_aws_environment
+from {{ cookiecutter.package_name }}.emulator import ensure_dead_letter_queue, ensure_queue, local_aws_environment, queue_arn
 from {{ cookiecutter.package_name }}.lambda_trigger import (
     FunctionConfiguration,
     InvalidBatchResponse,
@@ -37,18 +39,26 @@ def sqs(emulator):
     return boto3.client("sqs")
 
 
+@dataclass(frozen=True)
+class Queues:
+    features_url: str
+    features_arn: str
+    dead_letter_url: str
+
+
 @pytest.fixture
-def queues(sqs) -> PipelineQueues:
-    """Fresh queues with a 1 s visibility timeout and redrive after two receives."""
+def queues(sqs) -> Queues:
+    """A fresh features queue with a 1 s visibility timeout and redrive after two receives."""
     suffix = uuid.uuid4().hex[:8]
-    names = {
-        "FEATURES_QUEUE_NAME": f"features-{suffix}",
-        "PREDICTIONS_QUEUE_NAME": f"predictions-{suffix}",
-        "DEAD_LETTER_QUEUE_NAME": f"dead-letters-{suffix}",
-    }
-    return create_pipeline_queues(
-        sqs, names, max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS
+    dead_letter_url = ensure_dead_letter_queue(sqs, f"dead-letters-{suffix}")
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dead_letter_url), "maxReceiveCount": MAX_RECEIVE_COUNT}
+    features_url = ensure_queue(
+        sqs,
+        f"features-{suffix}",
+        VisibilityTimeout=str(VISIBILITY_TIMEOUT_SECONDS),
+        RedrivePolicy=json.dumps(redrive),
     )
+    return Queues(features_url, queue_arn(sqs, features_url), dead_letter_url)
 
 
 class RecordingHandler:
@@ -91,7 +101,7 @@ def wait_until(condition: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-def trigger(handler, queues: PipelineQueues, **options) -> SqsTrigger:
+def trigger(handler, queues: Queues, **options) -> SqsTrigger:
     options.setdefault("maximum_concurrency", 1)
     options.setdefault("function", FUNCTION)
     return SqsTrigger(handler, queue_url=queues.features_url, **options)
@@ -298,6 +308,29 @@ def test_the_event_and_context_have_lambdas_shape(sqs, queues):
     assert context.log_group_name == f"/aws/lambda/{FUNCTION.function_name}"
     assert context.aws_request_id
     assert 0 < context.get_remaining_time_in_millis() <= FUNCTION.timeout_seconds * 1000
+
+
+def test_only_the_records_the_trigger_deleted_are_reported_done(sqs, queues):
+    """The local ledger takes a done record without an outcome for a superseded write: failures must not count."""
+    done: list[str] = []
+    released = threading.Event()
+
+    def fail_until_released(event, records):
+        failures = [r for r in records if r["body"] == "fail" and not released.is_set()]
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failures]}
+
+    handler = RecordingHandler(fail_until_released)
+    send(sqs, queues.features_url, ["ok", "fail"])
+    with trigger(handler, queues, records_done=done.extend) as running:
+        wait_until(lambda: done and running.stats.records_reported_failed)
+        ids = {record["body"]: record["messageId"] for event in handler.events for record in event["Records"]}
+        assert done == [ids["ok"]]
+        assert running.backlog() == 1
+        released.set()
+        wait_until(lambda: running.stats.records_deleted == 2)
+
+    assert done == [ids["ok"], ids["fail"]]
+    assert running.backlog() == 0
 
 
 def test_stop_waits_for_every_poller():

@@ -23,11 +23,13 @@ import boto3
 from .api_call_counter import ApiCallCounter
 from .benchmark_report import HANDLER_LABELS, judge, plot_latency, render_table, write_json
 from .deployment_footprint import build_package, measure_cold_start, unpack
-from .emulator import REGION, create_pipeline_queues, local_aws_environment
+from .destination import PredictionReader, create_destination
+from .emulator import REGION, Redelivery, local_aws_environment
 from .endpoint_process import EndpointProcess
 from .handler_bench import HANDLERS, PER_RECORD_CONCURRENCY, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
 from .lambda_trigger import FunctionConfiguration
 from .local_pipeline import ModelMissingError, cold_started_handler
+from .source import create_source
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
 from .throughput_bench import QUEUE_HOPS, measure_throughput
 
@@ -106,17 +108,18 @@ def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             EndpointProcess(options.project_dir / "model", 0) as fast_endpoint,
         ):
             progress(f"moto server at {emulator_url}; endpoints at {slow_endpoint.url} and {fast_endpoint.url}")
-            # The benchmark's own calls (queue set-up, purges) go through a session of their
-            # own, so the counter on the default session sees only the handlers' calls.
+            # The benchmark's own calls go through a session of their own, or through clients
+            # made before the counter is attached, so the counter sees only the handlers' calls.
             sqs = boto3.session.Session().client("sqs")
-            queues = create_pipeline_queues(sqs, stage.environment_variables)
+            features = create_source(stage.environment_variables, Redelivery())
+            create_destination(stage.environment_variables)
+            predictions = PredictionReader(stage.environment_variables)
             function = FunctionConfiguration(stage.function_name, stage.lambda_timeout, stage.lambda_memory_size)
             with ApiCallCounter() as counter, cold_started_handler(options.project_dir) as app:
                 bench = HandlerBench(
                     app,
-                    sqs,
-                    queues.predictions_url,
-                    queues.features_arn,
+                    predictions,
+                    features.arn,
                     function,
                     counter,
                     per_record_concurrency=str(options.endpoint_concurrency or PER_RECORD_CONCURRENCY),
@@ -133,9 +136,6 @@ def _fixed_environment(options: BenchOptions) -> dict[str, str | None]:
         # A fresh moto for this run, whatever the shell points at.
         "AWS_ENDPOINT_URL": None,
         "AWS_ENDPOINT_URL_SQS": None,
-        # moto refuses a second PurgeQueue within 60 s unless told not to; the benchmark purges
-        # the predictions queue after every invocation to keep it shallow.
-        "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or REGION,
     }
     if options.endpoint_concurrency is not None:

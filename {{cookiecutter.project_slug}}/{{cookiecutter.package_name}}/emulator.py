@@ -1,14 +1,13 @@
-"""An AWS emulator on 127.0.0.1 for local mode, and the pipeline's queues inside it."""
+"""An AWS emulator on 127.0.0.1 for local mode, and the SQS queues every pipeline has in it."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -71,56 +70,54 @@ def _emulator_variables(url: str, region: str) -> dict[str, str | None]:
 
 
 @dataclass(frozen=True)
-class PipelineQueues:
-    """The URLs of the queues the pipeline uses, and the features queue's ARN for Lambda events."""
+class Redelivery:
+    """How the features source gives a failing record another try, and when it gives up on it."""
 
-    features_url: str
-    features_arn: str
-    predictions_url: str
-    dead_letter_url: str
+    # Deliveries before the record goes to the dead-letter queue (an SQS redrive policy's
+    # maxReceiveCount; a Kinesis trigger's MaximumRetryAttempts + 1). None: it keeps coming back.
+    max_receive_count: int | None = MAX_RECEIVE_COUNT
+    # How long a delivered SQS record stays invisible before it may come back.
+    visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS
 
 
-def create_pipeline_queues(
-    sqs: Any,
-    environment: Mapping[str, str],
-    *,
-    max_receive_count: int = MAX_RECEIVE_COUNT,
-    visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS,
-) -> PipelineQueues:
-    """Create (or bring up to date) the dead-letter, features and predictions queues; idempotent.
+def ensure_queue(sqs: Any, name: str, **attributes: str) -> str:
+    """Create a queue, or bring an existing one up to date, and return its URL; idempotent.
 
-    Queue names come from the stage's FEATURES_QUEUE_NAME, PREDICTIONS_QUEUE_NAME and
-    DEAD_LETTER_QUEUE_NAME. Attributes are set after CreateQueue, not passed to it, because
-    CreateQueue refuses an existing queue whose attributes differ.
+    A name ending in .fifo makes a FIFO queue, as AWS requires. Attributes are set after
+    CreateQueue, not passed to it, because CreateQueue refuses an existing queue whose
+    attributes differ.
     """
-    dead_letter_url = _ensure_queue(
-        sqs, environment["DEAD_LETTER_QUEUE_NAME"], MessageRetentionPeriod=str(DEAD_LETTER_RETENTION_SECONDS)
-    )
-    dead_letter_arn = _queue_arn(sqs, dead_letter_url)
-    redrive_policy = json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receive_count})
-    features_url = _ensure_queue(
-        sqs,
-        environment["FEATURES_QUEUE_NAME"],
-        VisibilityTimeout=str(visibility_timeout_seconds),
-        RedrivePolicy=redrive_policy,
-    )
-    return PipelineQueues(
-        features_url=features_url,
-        features_arn=_queue_arn(sqs, features_url),
-        predictions_url=_ensure_queue(sqs, environment["PREDICTIONS_QUEUE_NAME"]),
-        dead_letter_url=dead_letter_url,
-    )
-
-
-def _ensure_queue(sqs: Any, name: str, **attributes: str) -> str:
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    creation = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    url = sqs.create_queue(QueueName=name, Attributes=creation)["QueueUrl"]
     if attributes:
         sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     return url
 
 
-def _queue_arn(sqs: Any, url: str) -> str:
+def ensure_dead_letter_queue(sqs: Any, name: str) -> str:
+    """The dead-letter queue (FIFO when its name says so), keeping messages as long as SQS allows."""
+    return ensure_queue(sqs, name, MessageRetentionPeriod=str(DEAD_LETTER_RETENTION_SECONDS))
+
+
+def queue_arn(sqs: Any, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def receive_and_delete(sqs: Any, url: str, wait_seconds: int = 0) -> list[dict[str, Any]]:
+    """Up to 10 messages of a queue, with every attribute, deleted once received."""
+    messages = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_seconds,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", [])
+    if messages:
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(position), "ReceiptHandle": m["ReceiptHandle"]} for position, m in enumerate(messages)],
+        )
+    return messages
 
 
 def serve(until_stdin_closes: bool) -> None:

@@ -8,9 +8,10 @@ exactly and every event's fate checked against what was done to it:
 - model_rejected: the endpoint answers ModelError for any request carrying the record;
 - throttled: the endpoint throttles the next N requests carrying the record (a burst);
 - slow: the endpoint answers the record's request so late that the invocation's deadline passes;
-- sink_refused: SendMessage(Batch) refuses the record's prediction N times (botocore hooks);
+- sink_refused: the destination refuses the record's prediction N times (botocore hooks);
 - killed: the invocation carrying the record runs in a child process that is SIGKILLed mid-way;
-- outages: the whole endpoint answers 503 for longer than maxReceiveCount x visibility timeout.
+- outages: the whole endpoint answers 503 for longer than the source keeps delivering a failing
+  record (maxReceiveCount x visibility timeout; a stream's retries come at once).
 
 Endpoint faults go through the local endpoint's Fault hook and match the record by a marker in
 its user_id (`u-0042/evt-7-000123`), which reaches the InvokeEndpoint body whatever the batching.
@@ -42,10 +43,11 @@ from typing import Any
 import boto3
 
 from .clickstream import sample_feature_events
+from .destination import refuse_predictions
 from .endpoint_server import Fault, LocalEndpoint
 from .lambda_trigger import Handler
 from .local_pipeline import PipelineHooks
-from .sink_faults import refuse_send_entries, refuse_send_message
+from .source import record_body, record_message_id
 from .stage import PROJECT_DIR
 
 FAULT_KINDS = ("malformed", "oversize", "model_rejected", "throttled", "slow", "sink_refused", "killed")
@@ -67,6 +69,8 @@ EVENT_ID = re.compile(r"evt-\d+-\d{6}")
 APP_HANDLER = "app:handle_feature_events"
 # A killed invocation's child is killed at once; this only bounds an orphan whose parent died.
 ORPHAN_SECONDS = 300
+# The call that publishes predictions: the kill point "publishing" strikes after the first one.
+PUBLISH_OPERATION = "{{ {"sqs": "sqs.SendMessageBatch", "sns": "sns.PublishBatch", "kinesis": "kinesis.PutRecords", "dynamodb": "dynamodb.PutItem"}[cookiecutter.output_destination] }}"
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +297,7 @@ class HandlerKiller:
     def _claim(self, event: dict[str, Any]) -> str | None:
         with self._lock:
             for record in event["Records"]:
-                found = EVENT_ID.search(record["body"])
+                found = EVENT_ID.search(record_body(record))
                 if found and found.group(0) in self._kill_points:
                     return self._kill_points.pop(found.group(0))
         return None
@@ -328,7 +332,7 @@ class HandlerKiller:
             child.wait()
             if child.stdout is not None:
                 child.stdout.close()
-        message_ids = [record["messageId"] for record in event["Records"]]
+        message_ids = [record_message_id(record) for record in event["Records"]]
         with self._lock:
             self.killed.append((point, message_ids))
         raise InvocationKilled(
@@ -365,8 +369,7 @@ def _invoke_until_killed() -> None:
     if request["kill_point"] == "calling_endpoint":
         events.register("before-send.sagemaker-runtime.InvokeEndpoint", stop_here)
     elif request["kill_point"] == "publishing":
-        events.register("after-call.sqs.SendMessageBatch", stop_here)
-        events.register("after-call.sqs.SendMessage", stop_here)
+        events.register(f"after-call.{PUBLISH_OPERATION}", stop_here)
     module_name, function_name = request["handler"].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     handler(request["event"], _ChildContext(request))
@@ -407,8 +410,7 @@ class FaultInjection:
     def __enter__(self) -> PipelineHooks:
         boto3.setup_default_session()
         events = boto3.DEFAULT_SESSION.events
-        self._stack.enter_context(refuse_send_entries(events, lambda entry: self._refuse(entry["MessageBody"])))
-        self._stack.enter_context(refuse_send_message(events, lambda params: self._refuse(params["MessageBody"])))
+        self._stack.enter_context(refuse_predictions(events, lambda message: self._refuse(message["body"])))
         return PipelineHooks(
             endpoint_ready=self._inject_endpoint_faults,
             wrap_handler=self._wrap,

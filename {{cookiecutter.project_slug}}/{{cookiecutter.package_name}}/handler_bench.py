@@ -62,21 +62,20 @@ class HandlerBench:
     def __init__(
         self,
         app: Any,
-        sqs: Any,
-        predictions_url: str,
+        predictions: Any,
         features_arn: str,
         function: FunctionConfiguration,
         counter: ApiCallCounter,
         per_record_concurrency: str = PER_RECORD_CONCURRENCY,
     ) -> None:
-        """`sqs` must come from another boto3 session than the handlers', so purges are not counted."""
+        """`predictions` (a PredictionReader) must have made its clients before `counter` was
+        attached, so that emptying the destination is not counted."""
         self._concurrency = {
             "batch": os.environ.get("ENDPOINT_CONCURRENCY") or "4",
             "per_record": per_record_concurrency,
         }
         self._app = app
-        self._sqs = sqs
-        self._predictions_url = predictions_url
+        self._predictions = predictions
         self._features_arn = features_arn
         self._region = features_arn.split(":")[3]
         self._function = function
@@ -108,8 +107,8 @@ class HandlerBench:
         if response and response.get("batchItemFailures"):
             raise RuntimeError(f"the handler failed records of a clean batch: {response['batchItemFailures']}")
         # moto scans the whole queue on every send: an output queue left to fill would slow each
-        # later batch, so it is emptied between invocations, outside the timed part.
-        self._sqs.purge_queue(QueueUrl=self._predictions_url)
+        # later batch, so the destination is read empty between invocations, outside the timed part.
+        self._predictions.read()
         return wall, cpu
 
     def measure(

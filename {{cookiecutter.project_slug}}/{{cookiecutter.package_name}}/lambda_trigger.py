@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -167,7 +168,20 @@ class SqsTrigger:
         batch_size: int = 10,
         batching_window_seconds: float = 0,
         maximum_concurrency: int = 2,
+        records_done: Callable[[Sequence[str]], None] | None = None,
+        fifo: bool = False,
     ) -> None:
+        """`records_done`, if given, is called with the message ids of each batch's records the
+        handler did not report as failed, once they are deleted: the handler is done with them.
+
+        `fifo` works around two moto gaps that would break a FIFO queue's order, which SQS keeps:
+        moto does not lock concurrent receives, so two at once can hand records of one message
+        group to two invocations (the pollers therefore take turns to receive; invocations still
+        run concurrently); and once the visibility timeout of several failed records of a group
+        ends, moto hands out the group's later records first (so each one is made visible
+        explicitly, with ChangeMessageVisibility 0, as its timeout ends and before the next
+        receive).
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if maximum_concurrency < 1:
@@ -178,6 +192,11 @@ class SqsTrigger:
         self._batch_size = batch_size
         self._window_seconds = batching_window_seconds
         self._concurrency = maximum_concurrency
+        self._records_done = records_done
+        self._receive_turn: AbstractContextManager[Any] = threading.Lock() if fifo else nullcontext()
+        self._fifo = fifo
+        # FIFO only: receipt handle -> when its visibility timeout ends, for records not deleted yet.
+        self._invisible_until: dict[str, float] = {}
         # One client for every poller (botocore clients are thread safe), with a connection
         # per poller so long polls do not queue behind each other.
         self._sqs = boto3.client("sqs", config=Config(max_pool_connections=maximum_concurrency + 2))
@@ -186,6 +205,11 @@ class SqsTrigger:
         ]["QueueArn"]
         # arn:aws:sqs:<region>:<account>:<name>
         _, _, _, self._region, self._account_id, _ = self._event_source_arn.split(":", 5)
+        self._visibility_timeout = int(
+            self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"][
+                "VisibilityTimeout"
+            ]
+        )
         self._stats = TriggerStats()
         self._stats_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -214,6 +238,16 @@ class SqsTrigger:
         for poller in self._pollers:
             poller.join()
         self._pollers = []
+
+    def backlog(self) -> int:
+        """Records still in the queue: waiting, in flight or delayed."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes.get(name, 0)) for name in names)
 
     def __enter__(self) -> SqsTrigger:
         return self.start()
@@ -250,14 +284,38 @@ class SqsTrigger:
         return batch
 
     def _receive(self, max_messages: int, wait_seconds: int) -> list[dict[str, Any]]:
-        response = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=max_messages,
-            WaitTimeSeconds=wait_seconds,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        return response.get("Messages", [])
+        with self._receive_turn:
+            if self._fifo:
+                self._make_visible_what_is_due()
+            # Taken before the call, so a timeout is never thought to end later than it does.
+            invisible_until = time.monotonic() + self._visibility_timeout
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            if self._fifo:
+                with self._stats_lock:
+                    self._invisible_until.update((m["ReceiptHandle"], invisible_until) for m in messages)
+        return messages
+
+    def _make_visible_what_is_due(self) -> None:
+        now = time.monotonic()
+        with self._stats_lock:
+            due = [handle for handle, until in self._invisible_until.items() if until <= now]
+            for handle in due:
+                del self._invisible_until[handle]
+        for start in range(0, len(due), MAX_ENTRIES_PER_DELETE):
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(position), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for position, handle in enumerate(due[start : start + MAX_ENTRIES_PER_DELETE])
+                ],
+            )
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self._event_source_arn, self._region) for message in messages]
@@ -309,7 +367,14 @@ class SqsTrigger:
             )
             for failure in response.get("Failed", []):
                 log.warning("could not delete %s: %s", chunk[int(failure["Id"])]["MessageId"], failure.get("Message"))
-            self._count(records_deleted=len(response.get("Successful", [])))
+            deleted = response.get("Successful", [])
+            self._count(records_deleted=len(deleted))
+            if self._fifo:
+                with self._stats_lock:
+                    for entry in deleted:
+                        self._invisible_until.pop(chunk[int(entry["Id"])]["ReceiptHandle"], None)
+            if self._records_done is not None and deleted:
+                self._records_done([chunk[int(entry["Id"])]["MessageId"] for entry in deleted])
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:

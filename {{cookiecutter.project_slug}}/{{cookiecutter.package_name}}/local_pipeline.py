@@ -2,21 +2,24 @@
 
     python -m <package>.local_pipeline --count 300 --seed 7 --malformed-rate 0.02 --stage dev
 
-Sends sample feature events to the features queue, lets the real handler turn them into
+Sends sample feature events to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, lets the real handler turn them into
 predictions through the local endpoint, then accounts for every sent message: it must end up
-either on the predictions queue or on the dead-letter queue. Prints a summary; exits 1 when a
-message was lost.
+either in the predictions {{ {"sqs": "queue", "sns": "topic", "kinesis": "stream", "dynamodb": "table"}[cookiecutter.output_destination] }} or in the dead-letter queue{% if cookiecutter.output_destination == "dynamodb" %}, or be superseded: its
+prediction was not stored because the table already held a newer one for its key{% endif %}. Prints
+a summary; exits 1 when a message was lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import math
 import random
 import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -27,22 +30,30 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import boto3
-from chalice.app import SQSEventConfig
+from chalice.app import BaseEventSourceConfig
 
 from .clickstream import sample_feature_events
+from .destination import PredictionReader, create_destination
 from .emulator import (
     MAX_RECEIVE_COUNT,
     VISIBILITY_TIMEOUT_SECONDS,
-    PipelineQueues,
-    create_pipeline_queues,
+    Redelivery,
     local_aws_environment,
+    receive_and_delete,
 )
 from .endpoint_server import LocalEndpoint
-from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger
+from .lambda_trigger import FunctionConfiguration, Handler
+from .source import (
+    MAX_EVENTS_PER_SEND,
+    EventSender,
+    FeaturesSource,
+    create_source,
+    dead_lettered_message_ids,
+    local_trigger,
+)
 from .stage import (
     HANDLER_NAME,
     PROJECT_DIR,
-    StageSettings,
     UnknownStageError,
     load_stage,
     patched_environ,
@@ -57,7 +68,9 @@ from .stage import (
 MAX_IN_FLIGHT = 50
 # Lambda starts this many concurrent batches when a trigger sets no maximum concurrency.
 DEFAULT_CONCURRENCY = 5
-SEND_BATCH_SIZE = 10
+# The sample producer keys each event by this model-input field: {% if cookiecutter.input_source == "kinesis" %}its Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}its FIFO message group{% else %}a standard queue has no groups, but
+# the ledger knows each event's key{% endif %}.
+PARTITION_KEY_FIELD = {{ cookiecutter.partition_key_field | tojson }}
 
 
 class ModelMissingError(FileNotFoundError):
@@ -91,6 +104,8 @@ class PipelineSummary:
     deliveries: int = 0
     # Every arrival per message id, for the soak's exact ledger.
     ledger: Ledger | None = field(default=None, repr=False)
+    # Messages whose prediction was not stored because a newer one of their key already was.
+    superseded: int | None = None
 
     def table(self) -> str:
         """The summary as an aligned two-column table."""
@@ -98,6 +113,7 @@ class PipelineSummary:
             ("sent", str(self.sent)),
             ("predicted", str(self.predicted)),
             ("dead-lettered", str(self.dead_lettered)),
+            *([("superseded", str(self.superseded))] if self.superseded is not None else []),
             ("duplicates", str(self.duplicates)),
             ("lost", str(self.lost)),
             ("latency p50", _milliseconds(self.latency_p50_ms)),
@@ -126,11 +142,27 @@ def percentile(values: Sequence[float], percent: float) -> float | None:
 
 
 class OutgoingEvent(Protocol):
-    """What the pipeline sends: an id for the ledger and the message body."""
+    """What the pipeline sends: an id for the ledger, the model input (None if it has none) and the body."""
 
     event_id: str
+    features: dict[str, Any] | None
 
     def body(self) -> str: ...
+
+
+def event_key(event: OutgoingEvent) -> str:
+    """The key a producer sends the event under: its PARTITION_KEY_FIELD, or its id when it has none."""
+    value = event.features.get(PARTITION_KEY_FIELD) if isinstance(event.features, dict) else None
+    return str(value) if value not in (None, "") else event.event_id
+
+
+def event_time_ms(body: str) -> int | None:
+    """The event time a body carries in its envelope, in epoch milliseconds; None when it has none."""
+    try:
+        document = json.loads(body)
+        return int(datetime.fromisoformat(document["event_time"]).timestamp() * 1000)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -223,29 +255,50 @@ class ProgressLine:
 class Ledger:
     """Which sent messages have come out the other end, and how."""
 
-    def __init__(self, prediction_event_id: Callable[[Any], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        prediction_event_id: Callable[[Any], str | None] | None = None,
+        newer_prediction_stored: Callable[[str, int], bool] | None = None,
+    ) -> None:
         self.sent_ids: set[str] = set()
         self.accounted: set[str] = set()
         self.duplicates = 0
         self.predictions: list[dict[str, Any]] = []
+        # Dead-letter queue messages that accounted for a message; one trigger message may
+        # stand for a whole range of stream records.
         self.dead_letters: list[dict[str, Any]] = []
+        self.dead_lettered: set[str] = set()
+        self.superseded: set[str] = set()
         self.last_accounted_at = time.monotonic()
-        # Per message id: its event id, when it was sent, and every arrival (duplicates included).
+        # Per message id: its event id, key and event time, when it was sent, and every arrival
+        # (duplicates included).
         self.event_ids: dict[str, str] = {}
         self.message_ids: dict[str, str] = {}
+        self.keys: dict[str, tuple[str, int | None]] = {}
         self.sent_at: dict[str, float] = {}
         self.prediction_arrivals: Counter[str] = Counter()
         self.dead_letter_arrivals: dict[str, list[dict[str, Any]]] = {}
         self._prediction_event_id = prediction_event_id
+        self._newer_prediction_stored = newer_prediction_stored
+        # Messages the trigger is done with (the handler did not report them) that have no
+        # outcome yet; only kept when predictions can be superseded.
+        self._done_unaccounted: set[str] = set()
+        self._done_lock = threading.Lock()
+
+    @property
+    def keeps_latest_only(self) -> bool:
+        """Whether the destination stores only each key's newest prediction, so some are superseded."""
+        return self._newer_prediction_stored is not None
 
     @property
     def in_flight(self) -> int:
         return len(self.sent_ids) - len(self.accounted)
 
-    def record_sent(self, message_id: str, event_id: str) -> None:
+    def record_sent(self, message_id: str, event_id: str, key: str = "", event_time_ms: int | None = None) -> None:
         self.sent_ids.add(message_id)
         self.event_ids[message_id] = event_id
         self.message_ids[event_id] = message_id
+        self.keys[message_id] = (key, event_time_ms)
         self.sent_at[message_id] = time.monotonic()
 
     def in_flight_younger_than(self, seconds: float) -> int:
@@ -263,18 +316,52 @@ class Ledger:
             self.predictions.append(envelope)
 
     def record_dead_letter(self, message: dict[str, Any]) -> None:
-        # The handler names the features message; a message the queue's redrive moved keeps its id.
-        source = message.get("MessageAttributes", {}).get("source_message_id", {}).get("StringValue")
-        message_id = source or message["MessageId"]
-        if message_id in self.sent_ids:
-            self.dead_letter_arrivals.setdefault(message_id, []).append(message)
-        if self._account(message_id):
+        accounted_any = False
+        for message_id in dead_lettered_message_ids(message, self.sent_ids):
+            if message_id in self.sent_ids:
+                self.dead_letter_arrivals.setdefault(message_id, []).append(message)
+            if self._account(message_id):
+                self.dead_lettered.add(message_id)
+                accounted_any = True
+        if accounted_any:
             self.dead_letters.append(message)
+
+    def records_done(self, message_ids: Sequence[str]) -> None:
+        """The trigger's callback (from its pollers' threads): the handler is done with these."""
+        if self._newer_prediction_stored is None:
+            return
+        with self._done_lock:
+            self._done_unaccounted.update(message_ids)
+
+    def account_superseded(self) -> None:
+        """Account as superseded each message the handler is done with that has no outcome while
+        the destination already holds a newer prediction of its key.
+
+        Seen from outside, a handler that dropped such a record would look the same; the
+        handler's `superseded` log lines tell them apart.
+        """
+        if self._newer_prediction_stored is None:
+            return
+        with self._done_lock:
+            waiting = [message_id for message_id in self._done_unaccounted if message_id not in self.accounted]
+            self._done_unaccounted = set(waiting)
+        for message_id in waiting:
+            key, event_time = self.keys.get(message_id, ("", None))
+            if event_time is None or message_id not in self.sent_ids:
+                continue
+            if self._newer_prediction_stored(key, event_time):
+                self._account(message_id)
+                self.superseded.add(message_id)
 
     def _account(self, message_id: str | None) -> bool:
         # Messages this run did not send (left over in an external emulator's queues) are ignored.
         if message_id not in self.sent_ids:
             return False
+        if message_id in self.superseded:
+            # Its write did land after all, before a newer one replaced it, and the reader only
+            # now got to it: the real outcome replaces "superseded", and is no duplicate.
+            self.superseded.discard(message_id)
+            self.accounted.discard(message_id)
         if message_id in self.accounted:
             self.duplicates += 1
             return False
@@ -384,50 +471,67 @@ def run_local_pipeline(
     if events is None:
         events = sample_events(count, seed, malformed_rate)
     hooks = hooks or PipelineHooks()
+    redelivery = Redelivery(max_receive_count, visibility_timeout_seconds)
     with (
         stage_environment(settings),
         local_aws_environment(),
         LocalEndpoint(model_dir=model_dir, latency_ms=endpoint_latency_ms) as endpoint,
         patched_environ({"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}),
     ):
-        sqs = boto3.client("sqs")
-        queues = create_pipeline_queues(
-            sqs,
-            settings.environment_variables,
-            max_receive_count=max_receive_count or MAX_RECEIVE_COUNT,
-            visibility_timeout_seconds=visibility_timeout_seconds,
-        )
-        if max_receive_count is None:
-            # An empty policy removes it: failing records then come back until retention drops them.
-            sqs.set_queue_attributes(QueueUrl=queues.features_url, Attributes={"RedrivePolicy": ""})
+        features = create_source(settings.environment_variables, redelivery)
+        create_destination(settings.environment_variables)
         if hooks.endpoint_ready is not None:
             hooks.endpoint_ready(endpoint)
+        # Created before the first event is sent: a reader that follows a stream starts at its end.
+        predictions = PredictionReader(settings.environment_variables)
+{%- if cookiecutter.output_destination == "dynamodb" %}
+        # The table keeps each key's newest prediction only: an older event's write is refused.
+        ledger = Ledger(hooks.prediction_event_id, predictions.newer_prediction_stored)
+{%- else %}
+        ledger = Ledger(hooks.prediction_event_id)
+{%- endif %}
         with cold_started_handler(project_dir) as app:
-            mapping = _sqs_event_source(app)
+            mapping = _declared_event_source(app)
             batch_size = trigger_limits.bound(mapping.batch_size, trigger_limits.batch_size)
             limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * batch_size)
             handler = app.handle_feature_events
             if hooks.wrap_handler is not None:
                 handler = hooks.wrap_handler(handler)
-            trigger = _local_trigger(
-                handler, mapping, settings, queues, function_timeout, maximum_concurrency, trigger_limits
+            trigger = local_trigger(
+                handler,
+                features,
+                FunctionConfiguration(
+                    function_name=settings.function_name,
+                    timeout_seconds=function_timeout,
+                    memory_size_mb=settings.lambda_memory_size,
+                ),
+                batch_size=batch_size,
+                batching_window_seconds=trigger_limits.bound(
+                    mapping.maximum_batching_window_in_seconds, trigger_limits.batching_window_seconds
+                ),
+                maximum_concurrency=maximum_concurrency
+                or trigger_limits.bound(
+                    getattr(mapping, "maximum_concurrency", None) or DEFAULT_CONCURRENCY,
+                    trigger_limits.maximum_concurrency,
+                ),
+                redelivery=redelivery,
+                records_done=ledger.records_done,
             )
             with trigger:
-                ledger, elapsed, unsent = _send_and_account(
-                    sqs,
-                    queues,
+                elapsed, unsent = _send_and_account(
+                    _Outputs(features, predictions, trigger, ledger),
                     events,
                     _Pacing(limit, stall_timeout_seconds, settle, stuck_after_seconds, settle_limit_seconds),
                     hooks,
                     progress,
                 )
             stats = trigger.stats
-        stranded = _queue_depth(sqs, queues.features_url)
+        stranded = trigger.backlog()
     latencies = [envelope["latency_ms"] for envelope in ledger.predictions if envelope.get("latency_ms") is not None]
     return PipelineSummary(
         sent=len(ledger.sent_ids),
         predicted=len(ledger.predictions),
-        dead_lettered=len(ledger.dead_letters),
+        dead_lettered=len(ledger.dead_lettered),
         duplicates=ledger.duplicates,
         lost=ledger.in_flight,
         latency_p50_ms=percentile(latencies, 50),
@@ -443,41 +547,35 @@ def run_local_pipeline(
         stranded=stranded,
         deliveries=stats.records_delivered,
         ledger=ledger,
+        superseded=len(ledger.superseded) if ledger.keeps_latest_only else None,
     )
 
 
-def _sqs_event_source(app: Any) -> SQSEventConfig:
-    """The SQS trigger app.py declares, so local mode polls exactly as the deployed mapping will."""
+def _declared_event_source(app: Any) -> BaseEventSourceConfig:
+    """The trigger app.py declares, so local mode polls exactly as the deployed mapping will."""
     for source in app.app.event_sources:
-        if isinstance(source, SQSEventConfig) and source.name == HANDLER_NAME:
+        if source.name == HANDLER_NAME:
             return source
-    raise RuntimeError(f"app.py declares no @app.on_sqs_message handler named {HANDLER_NAME}")
+    raise RuntimeError(f"app.py declares no event source for a handler named {HANDLER_NAME}")
 
 
-def _local_trigger(
-    handler: Handler,
-    mapping: SQSEventConfig,
-    settings: StageSettings,
-    queues: PipelineQueues,
-    timeout_seconds: int,
-    maximum_concurrency: int | None = None,
-    limits: TriggerLimits = LOCAL_TRIGGER_LIMITS,
-) -> SqsTrigger:
-    return SqsTrigger(
-        handler,
-        queue_url=queues.features_url,
-        function=FunctionConfiguration(
-            function_name=settings.function_name,
-            timeout_seconds=timeout_seconds,
-            memory_size_mb=settings.lambda_memory_size,
-        ),
-        batch_size=limits.bound(mapping.batch_size, limits.batch_size),
-        batching_window_seconds=limits.bound(
-            mapping.maximum_batching_window_in_seconds, limits.batching_window_seconds
-        ),
-        maximum_concurrency=maximum_concurrency
-        or limits.bound(mapping.maximum_concurrency or DEFAULT_CONCURRENCY, limits.maximum_concurrency),
-    )
+class LocalTrigger(Protocol):
+    """What the pipeline needs of the source's Lambda-like trigger."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    def backlog(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Where the run looks for what came out: the destination, the dead-letter queue, the trigger."""
+
+    features: FeaturesSource
+    predictions: PredictionReader
+    trigger: LocalTrigger
+    ledger: Ledger
 
 
 @dataclass(frozen=True)
@@ -492,16 +590,17 @@ class _Pacing:
 
 
 def _send_and_account(
-    sqs: Any,
-    queues: PipelineQueues,
+    outputs: _Outputs,
     events: Sequence[OutgoingEvent],
     pacing: _Pacing,
     hooks: PipelineHooks,
     progress: TextIO | None,
-) -> tuple[Ledger, float, int]:
-    """Send every event while reading both output queues; return the ledger, the seconds taken
-    and how many events were never sent."""
-    ledger = Ledger(hooks.prediction_event_id)
+) -> tuple[float, int]:
+    """Send every event while reading the destination and the dead-letter queue; return the
+    seconds taken and how many events were never sent."""
+    ledger = outputs.ledger
+    sender = EventSender(outputs.features)
+    dead_letter_queue = boto3.client("sqs")
     started = ledger.last_accounted_at
     unsent = deque(events)
     progress_line = ProgressLine(len(events), progress)
@@ -512,14 +611,25 @@ def _send_and_account(
             return ledger.in_flight
         return ledger.in_flight_younger_than(pacing.stuck_after_seconds)
 
+    def drain(wait_seconds: float) -> int:
+        # Sending is done or paused at the in-flight limit here, so waiting for output costs nothing.
+        predictions = outputs.predictions.read(wait_seconds)
+        for envelope in predictions:
+            ledger.record_prediction(envelope)
+        dead_letters = receive_and_delete(dead_letter_queue, outputs.features.dead_letter_url)
+        for message in dead_letters:
+            ledger.record_dead_letter(message)
+        ledger.account_superseded()
+        return len(predictions) + len(dead_letters)
+
     try:
         while True:
             while unsent and in_flight() < pacing.max_in_flight:
-                _send_batch(sqs, queues.features_url, unsent, ledger)
+                _send_batch(sender, unsent, ledger)
                 last_sent_at = time.monotonic()
                 if hooks.events_sent is not None:
                     hooks.events_sent(len(ledger.sent_ids))
-            _drain(sqs, queues, ledger)
+            drain(wait_seconds=1)
             progress_line.show(len(ledger.sent_ids), len(ledger.accounted))
             now = time.monotonic()
             if now - ledger.last_accounted_at >= pacing.stall_timeout_seconds:
@@ -530,71 +640,29 @@ def _send_and_account(
             if not unsent and not ledger.in_flight:
                 if not pacing.settle:
                     break
-                if not _queue_depth(sqs, queues.features_url):
-                    # Publishing comes before the delete, so what the last invocation sent is out.
-                    _drain_until_empty(sqs, queues, ledger)
+                if not outputs.trigger.backlog():
+                    # Publishing comes before the trigger lets go of a record, so what the last
+                    # invocation sent is out.
+                    while drain(wait_seconds=0):
+                        pass
                     break
     finally:
         progress_line.close()
-    return ledger, ledger.last_accounted_at - started, len(unsent)
+    return ledger.last_accounted_at - started, len(unsent)
 
 
-def _queue_depth(sqs: Any, queue_url: str) -> int:
-    """Messages in a queue: visible, in flight and delayed."""
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes.get(name, 0)) for name in names)
-
-
-def _drain_until_empty(sqs: Any, queues: PipelineQueues, ledger: Ledger) -> None:
-    while _receive_and_delete_into(sqs, queues, ledger):
-        pass
-
-
-def _receive_and_delete_into(sqs: Any, queues: PipelineQueues, ledger: Ledger) -> int:
-    predictions = _receive_and_delete(sqs, queues.predictions_url, wait_seconds=0)
-    for message in predictions:
-        ledger.record_prediction(json.loads(message["Body"]))
-    dead_letters = _receive_and_delete(sqs, queues.dead_letter_url, wait_seconds=0)
-    for message in dead_letters:
-        ledger.record_dead_letter(message)
-    return len(predictions) + len(dead_letters)
-
-
-def _send_batch(sqs: Any, queue_url: str, unsent: deque[OutgoingEvent], ledger: Ledger) -> None:
-    batch = [unsent.popleft() for _ in range(min(SEND_BATCH_SIZE, len(unsent)))]
-    response = sqs.send_message_batch(
-        QueueUrl=queue_url,
-        Entries=[{"Id": str(position), "MessageBody": event.body()} for position, event in enumerate(batch)],
-    )
-    for entry in response.get("Successful", []):
-        ledger.record_sent(entry["MessageId"], batch[int(entry["Id"])].event_id)
-    # Entries SQS refused were not sent: they go back to the front and are tried again.
-    unsent.extendleft(reversed([batch[int(entry["Id"])] for entry in response.get("Failed", [])]))
-
-
-def _drain(sqs: Any, queues: PipelineQueues, ledger: Ledger) -> None:
-    # Sending is done or paused at the in-flight limit here, so waiting for output costs nothing.
-    for message in _receive_and_delete(sqs, queues.predictions_url, wait_seconds=1):
-        ledger.record_prediction(json.loads(message["Body"]))
-    for message in _receive_and_delete(sqs, queues.dead_letter_url, wait_seconds=0):
-        ledger.record_dead_letter(message)
-
-
-def _receive_and_delete(sqs: Any, queue_url: str, *, wait_seconds: int) -> list[dict[str, Any]]:
-    messages = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, MessageAttributeNames=["All"]
-    ).get("Messages", [])
-    if messages:
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(position), "ReceiptHandle": m["ReceiptHandle"]} for position, m in enumerate(messages)],
-        )
-    return messages
+def _send_batch(sender: EventSender, unsent: deque[OutgoingEvent], ledger: Ledger) -> None:
+    batch = [unsent.popleft() for _ in range(min(MAX_EVENTS_PER_SEND, len(unsent)))]
+    bodies = [event.body() for event in batch]
+    keys = [event_key(event) for event in batch]
+    refused = []
+    for event, body, key, message_id in zip(batch, bodies, keys, sender.send(bodies, keys), strict=True):
+        if message_id is None:
+            refused.append(event)
+        else:
+            ledger.record_sent(message_id, event.event_id, key, event_time_ms(body))
+    # Events the source refused were not sent: they go back to the front and are tried again.
+    unsent.extendleft(reversed(refused))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -621,14 +689,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # In Lambda these lines go to CloudWatch Logs; here they go to a file beside the summary.
     logging.basicConfig(filename=args.log_file, filemode="w", level=logging.INFO, format="%(message)s")
     try:
-        summary = run_local_pipeline(
-            args.count,
-            args.seed,
-            args.malformed_rate,
-            args.stage,
-            endpoint_latency_ms=args.latency_ms,
-            visibility_timeout_seconds=args.visibility_timeout,
-        )
+        # What the handler prints (its metric lines) goes to CloudWatch Logs in Lambda: here, to the
+        # same file, so stdout keeps only the summary.
+        with args.log_file.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+            summary = run_local_pipeline(
+                args.count,
+                args.seed,
+                args.malformed_rate,
+                args.stage,
+                endpoint_latency_ms=args.latency_ms,
+                visibility_timeout_seconds=args.visibility_timeout,
+            )
     except (ModelMissingError, UnknownStageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@
 Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
 seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
 predictions (once or more: duplicates are counted) or in the dead-letter queue with a reason,
-either the handler's error code or the queue's redrive after maxReceiveCount deliveries. Exits 1
+either the handler's error code or {% if cookiecutter.input_source == "kinesis" %}the trigger's on-failure destination after MaximumRetryAttempts
+retries{% else %}the queue's redrive after maxReceiveCount deliveries{% endif %}{% if cookiecutter.output_destination == "dynamodb" %}, or superseded (the table already held a newer
+prediction of its key){% endif %}. Exits 1
 when an event is lost or its outcome contradicts its fault (a malformed record predicted, a
 healthy one dead-lettered by the handler).
 
@@ -20,6 +22,7 @@ it is counted as stranded, and the events never predicted as lost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -31,6 +34,7 @@ from typing import Any, TextIO
 from . import naive_handler
 from .fault_plan import PERMANENT_FAULT_CODES, FaultInjection, FaultPlan, FaultTimings
 from .local_pipeline import EXERCISE_TRIGGER_LIMITS, ModelMissingError, PipelineSummary, run_local_pipeline
+from .source import TRIGGER_DEAD_LETTER_REASON
 from .stage import PROJECT_DIR, UnknownStageError, patched_environ
 
 HANDLERS = ("app", "naive")
@@ -38,7 +42,6 @@ NAIVE_HANDLER = f"{__package__}.naive_handler:handle_feature_events"
 # More in flight than `make local` uses: records waiting out a visibility timeout would
 # otherwise hold the sender back for the whole wait.
 MAX_IN_FLIGHT = 150
-REDRIVE = "redrive (maxReceiveCount)"
 # How long the naive run goes on after its last event is sent: records stuck behind a poisonous
 # one keep coming back (until retention, 4 days by default); a minute shows the pattern.
 NAIVE_SETTLE_SECONDS = 60
@@ -50,12 +53,14 @@ class EventOutcome:
 
     fault: str
     predictions: int
-    # The reason of each dead-letter arrival: the handler's error_code, or REDRIVE.
+    # The reason of each dead-letter arrival: the handler's error_code, or TRIGGER_DEAD_LETTER_REASON.
     dead_letters: list[str]
+    # Not stored because the destination already held a newer prediction of its key.
+    superseded: bool = False
 
     @property
     def accounted(self) -> bool:
-        return bool(self.predictions or self.dead_letters)
+        return bool(self.predictions or self.dead_letters or self.superseded)
 
     @property
     def extra_copies(self) -> int:
@@ -76,7 +81,7 @@ class EventOutcome:
         expected = PERMANENT_FAULT_CODES.get(self.fault)
         if expected is not None and self.predictions:
             return f"{self.fault} record predicted"
-        handler_codes = {reason for reason in self.dead_letters if reason != REDRIVE}
+        handler_codes = {reason for reason in self.dead_letters if reason != TRIGGER_DEAD_LETTER_REASON}
         if handler_codes and self.predictions:
             return f"both predicted and dead-lettered as {', '.join(sorted(handler_codes))}"
         if handler_codes and not handler_codes <= (expected or frozenset()):
@@ -109,6 +114,7 @@ class SoakLedger:
                 fault=event.fault or "none",
                 predictions=ledger.prediction_arrivals.get(message_id, 0),
                 dead_letters=[_reason(message) for message in ledger.dead_letter_arrivals.get(message_id, [])],
+                superseded=message_id in ledger.superseded,
             )
         contradictions = {
             event_id: reason for event_id, outcome in outcomes.items() if (reason := outcome.contradiction())
@@ -175,8 +181,13 @@ class SoakLedger:
             (
                 "plan",
                 f"{len(plan.events)} events, fault rate {plan.fault_rate}, seed {plan.seed}; "
+{%- if cookiecutter.input_source == "kinesis" %}
+                f"MaximumRetryAttempts "
+                f"{timings.max_receive_count - 1 if self.handler == 'app' else 'none (retried until it expires)'}, "
+{%- else %}
                 f"visibility timeout {timings.visibility_timeout_seconds} s, maxReceiveCount "
                 f"{timings.max_receive_count if self.handler == 'app' else 'none (no redrive policy)'}, "
+{%- endif %}
                 f"function timeout {timings.function_timeout_seconds} s",
             ),
             ("faults", ", ".join(f"{kind} {kinds[kind]}" for kind in kinds if kind != "none") or "none"),
@@ -189,6 +200,7 @@ class SoakLedger:
             ("predicted", str(self.predicted)),
             ("dead-lettered", str(sum(dead.values()))),
             *((f"  {reason}", str(count)) for reason, count in sorted(dead.items())),
+            *([("superseded", str(summary.superseded))] if summary.superseded is not None else []),
             (
                 "duplicates",
                 f"{self.duplicates} ({self.extra_predictions} predictions published again, "
@@ -240,7 +252,7 @@ _HANDLER_TITLES = {
 
 def _reason(message: dict[str, Any]) -> str:
     code = message.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
-    return code or REDRIVE
+    return code or TRIGGER_DEAD_LETTER_REASON
 
 
 def run_soak(
@@ -330,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     body_format = "bare" if args.handler == "naive" else "envelope"
     plan = FaultPlan.seeded(args.count, args.fault_rate, args.seed, timings, body_format=body_format)
     try:
-        ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)
+        # What the handler prints (its metric lines) goes to the log file, as to CloudWatch Logs.
+        with args.log_file.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+            ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)
     except (ModelMissingError, UnknownStageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,138 @@
+"""Local mode's features source: a Kinesis data stream, its producer, and its Lambda-like trigger.
+
+The producer keys each event by its {{ cookiecutter.partition_key_field }}, so a key's events land on one shard in the order
+they were sent. Records the handler keeps failing are not moved anywhere by the stream: after
+MaximumRetryAttempts the trigger sends their metadata (shard and sequence number range) to the
+dead-letter queue, Lambda's on-failure destination, and the shard moves on.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from .emulator import Redelivery, ensure_dead_letter_queue
+from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger
+from .lambda_trigger import FunctionConfiguration, Handler
+
+TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"
+# Sent 10 at a time like the SQS sources, so the run paces itself the same way (PutRecords
+# would take 500).
+MAX_EVENTS_PER_SEND = 10
+# Two shards: two pollers, so local runs show both per-shard order and concurrency.
+LOCAL_SHARD_COUNT = 2
+
+
+@dataclass(frozen=True)
+class FeaturesSource:
+    """The features stream and the dead-letter queue that is its trigger's on-failure destination."""
+
+    stream_name: str
+    arn: str
+    dead_letter_url: str
+
+
+def create_source(environment: Mapping[str, str], redelivery: Redelivery) -> FeaturesSource:
+    """Create FEATURES_STREAM_NAME (if it does not exist) and DEAD_LETTER_QUEUE_NAME; idempotent.
+
+    A stream keeps records for their retention whatever happens to them, so `redelivery` only
+    shapes the trigger (see local_trigger).
+    """
+    kinesis = boto3.client("kinesis")
+    name = environment["FEATURES_STREAM_NAME"]
+    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
+        kinesis.create_stream(StreamName=name, ShardCount=LOCAL_SHARD_COUNT)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    dead_letter_url = ensure_dead_letter_queue(boto3.client("sqs"), environment["DEAD_LETTER_QUEUE_NAME"])
+    return FeaturesSource(stream_name=name, arn=arn, dead_letter_url=dead_letter_url)
+
+
+class EventSender:
+    """Sends event bodies as a producer would: PutRecords, each event under its key."""
+
+    def __init__(self, source: FeaturesSource) -> None:
+        self._kinesis = boto3.client("kinesis")
+        self._stream_name = source.stream_name
+
+    def send(self, bodies: Sequence[str], groups: Sequence[str]) -> list[str | None]:
+        """Put up to MAX_EVENTS_PER_SEND bodies, `groups` giving each one's partition key.
+
+        Returns each record's id as the handler will see it, its eventID
+        `<shardId>:<sequenceNumber>`, or None where Kinesis refused the record.
+        """
+        response = self._kinesis.put_records(
+            StreamName=self._stream_name,
+            Records=[
+                {"Data": body.encode(), "PartitionKey": group} for body, group in zip(bodies, groups, strict=True)
+            ],
+        )
+        return [
+            None if "ErrorCode" in entry else f"{entry['ShardId']}:{entry['SequenceNumber']}"
+            for entry in response["Records"]
+        ]
+
+
+def local_trigger(
+    handler: Handler,
+    source: FeaturesSource,
+    function: FunctionConfiguration,
+    *,
+    batch_size: int,
+    batching_window_seconds: int,
+    maximum_concurrency: int,
+    redelivery: Redelivery,
+    records_done: Callable[[Sequence[str]], None] | None = None,
+) -> KinesisTrigger:
+    """The event source mapping the deployment sets up: one poller per shard, so
+    `maximum_concurrency` does not apply; bisect on function errors; `redelivery`'s deliveries
+    become MaximumRetryAttempts (deliveries - 1); then the on-failure destination."""
+    deliveries = redelivery.max_receive_count
+    return KinesisTrigger(
+        handler,
+        stream_name=source.stream_name,
+        function=function,
+        batch_size=batch_size,
+        batching_window_seconds=batching_window_seconds,
+        maximum_retry_attempts=RETRY_FOREVER if deliveries is None else deliveries - 1,
+        bisect_batch_on_function_error=True,
+        on_failure_queue_url=source.dead_letter_url,
+        records_done=records_done,
+    )
+
+
+def dead_lettered_message_ids(message: dict[str, Any], sent_ids: Iterable[str]) -> list[str]:
+    """The stream records one dead-letter queue message stands for.
+
+    The handler names one record in `source_message_id`; the trigger's on-failure message names
+    a shard and a range of sequence numbers, and stands for every record in it.
+    """
+    source_id = message.get("MessageAttributes", {}).get("source_message_id", {}).get("StringValue")
+    if source_id:
+        return [source_id]
+    try:
+        batch = json.loads(message["Body"])["KinesisBatchInfo"]
+        shard_id, first, last = batch["shardId"], int(batch["startSequenceNumber"]), int(batch["endSequenceNumber"])
+    except (ValueError, KeyError, TypeError):
+        return []
+    in_range = []
+    for message_id in sent_ids:
+        shard, _, sequence_number = message_id.partition(":")
+        if shard == shard_id and first <= int(sequence_number) <= last:
+            in_range.append(message_id)
+    return in_range
+
+
+def record_message_id(record: dict[str, Any]) -> str:
+    """The id a Lambda Kinesis record is known by in the ledger: its eventID."""
+    return record["eventID"]
+
+
+def record_body(record: dict[str, Any]) -> str:
+    return base64.b64decode(record["kinesis"]["data"]).decode("utf-8", errors="replace")

@@ -1,0 +1,145 @@
+"""Local mode's features source: an SQS FIFO queue, its producer, and its Lambda-like trigger.
+
+The producer puts each event in the message group of its {{ cookiecutter.partition_key_field }}, so SQS
+hands each group's events over in the order they were sent and holds a group back while any of
+its records is in flight; the trigger is the same as for a standard queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
+from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger
+
+TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
+# SendMessageBatch takes at most 10 entries.
+MAX_EVENTS_PER_SEND = 10
+# Lambda takes at most 10 records per batch from a FIFO queue, and no batching window.
+MAX_FIFO_BATCH_SIZE = 10
+
+
+@dataclass(frozen=True)
+class FeaturesSource:
+    """The FIFO features queue and the FIFO dead-letter queue its redrive policy feeds."""
+
+    url: str
+    arn: str
+    dead_letter_url: str
+
+
+def create_source(environment: Mapping[str, str], redelivery: Redelivery) -> FeaturesSource:
+    """Create (or bring up to date) FEATURES_QUEUE_NAME and DEAD_LETTER_QUEUE_NAME; idempotent.
+
+    Both names end in .fifo: AWS requires a FIFO queue's dead-letter queue to be FIFO too.
+    """
+    sqs = boto3.client("sqs")
+    dead_letter_url = ensure_dead_letter_queue(sqs, environment["DEAD_LETTER_QUEUE_NAME"])
+    # An empty policy removes one left by an earlier run: failing records then come back until
+    # retention drops them, and hold their group back all that time.
+    redrive_policy = ""
+    if redelivery.max_receive_count is not None:
+        redrive_policy = json.dumps(
+            {"deadLetterTargetArn": queue_arn(sqs, dead_letter_url), "maxReceiveCount": redelivery.max_receive_count}
+        )
+    url = ensure_queue(
+        sqs,
+        environment["FEATURES_QUEUE_NAME"],
+        VisibilityTimeout=str(redelivery.visibility_timeout_seconds),
+        RedrivePolicy=redrive_policy,
+    )
+    return FeaturesSource(url=url, arn=queue_arn(sqs, url), dead_letter_url=dead_letter_url)
+
+
+class EventSender:
+    """Sends event bodies as a producer would: SendMessageBatch, each event in its key's group."""
+
+    def __init__(self, source: FeaturesSource) -> None:
+        self._sqs = boto3.client("sqs")
+        self._url = source.url
+
+    def send(self, bodies: Sequence[str], groups: Sequence[str]) -> list[str | None]:
+        """Send up to MAX_EVENTS_PER_SEND bodies in order; return each one's MessageId, None where refused.
+
+        `groups` gives each body's MessageGroupId (the event's key). The event id (or, for a body
+        without one, its hash) is the MessageDeduplicationId, so a retried send is not taken twice.
+        """
+        response = self._sqs.send_message_batch(
+            QueueUrl=self._url,
+            Entries=[
+                {
+                    "Id": str(position),
+                    "MessageBody": body,
+                    "MessageGroupId": group,
+                    "MessageDeduplicationId": _deduplication_id(body),
+                }
+                for position, (body, group) in enumerate(zip(bodies, groups, strict=True))
+            ],
+        )
+        message_ids: list[str | None] = [None] * len(bodies)
+        for entry in response.get("Successful", []):
+            message_ids[int(entry["Id"])] = entry["MessageId"]
+        return message_ids
+
+
+def _deduplication_id(body: str) -> str:
+    # The event id when the body carries one (a producer retrying an event sends the same id);
+    # SQS allows 128 characters.
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    event_id = document.get("event_id") if isinstance(document, dict) else None
+    if isinstance(event_id, str) and event_id:
+        return event_id[:128]
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def local_trigger(
+    handler: Handler,
+    source: FeaturesSource,
+    function: FunctionConfiguration,
+    *,
+    batch_size: int,
+    batching_window_seconds: int,
+    maximum_concurrency: int,
+    redelivery: Redelivery,
+    records_done: Callable[[Sequence[str]], None] | None = None,
+) -> SqsTrigger:
+    """The event source mapping Lambda would run: at most 10 records a batch and no batching window;
+    with the trigger's FIFO settings, which keep moto handing each group's records over in order."""
+    return SqsTrigger(
+        handler,
+        queue_url=source.url,
+        function=function,
+        batch_size=min(batch_size, MAX_FIFO_BATCH_SIZE),
+        batching_window_seconds=0,
+        maximum_concurrency=maximum_concurrency,
+        records_done=records_done,
+        fifo=True,
+    )
+
+
+def dead_lettered_message_ids(message: dict[str, Any], sent_ids: Iterable[str]) -> list[str]:
+    """The features messages one dead-letter queue message stands for.
+
+    The handler names the record in `source_message_id`; a message the queue's redrive moved
+    is the record itself and keeps its MessageId.
+    """
+    source_id = message.get("MessageAttributes", {}).get("source_message_id", {}).get("StringValue")
+    return [source_id or message["MessageId"]]
+
+
+def record_message_id(record: dict[str, Any]) -> str:
+    """The id a Lambda SQS record is known by: the ledger's and the partial batch response's."""
+    return record["messageId"]
+
+
+def record_body(record: dict[str, Any]) -> str:
+    return record["body"]
