@@ -61,7 +61,7 @@ def test_the_sender_returns_the_event_ids_lambda_gives_the_records(aws):
 
 
 def test_the_trigger_gives_up_after_the_deliveries_local_mode_allows_and_reports_to_the_dead_letter_queue(aws):
-    """maxReceiveCount deliveries become MaximumRetryAttempts (deliveries - 1); then the DLQ gets the batch's metadata."""
+    """maxReceiveCount deliveries become MaximumRetryAttempts (deliveries - 1); then the DLQ gets the metadata."""
     source = create_source(ENVIRONMENT, Redelivery(max_receive_count=3))
     [message_id] = EventSender(source).send(["poison"], ["user-1"])
 
