@@ -323,7 +323,10 @@ def test_the_chalice_config_carries_the_answers(baked: dict[str, Any]) -> None:
     assert shared["ENDPOINT_CONCURRENCY"] == answers["endpoint_concurrency"]
     assert shared["TRIGGER_BATCH_SIZE"] == answers["batch_size"]
     assert shared["TRIGGER_BATCHING_WINDOW_SECONDS"] == answers["maximum_batching_window_seconds"]
-    assert shared["TRIGGER_MAXIMUM_CONCURRENCY"] == answers["maximum_concurrency"]
+    # A Kinesis source scales with its shards; only SQS sources take a maximum concurrency.
+    assert shared.get("TRIGGER_MAXIMUM_CONCURRENCY") == (
+        None if answers["input_source"] == "kinesis" else answers["maximum_concurrency"]
+    )
     assert shared["PAYLOAD_LOG_SAMPLE_RATE"] == answers["payload_log_sample_rate"]
     assert shared["MODEL_VERSION"] == answers["model_version"]
     prod = config["stages"]["prod"]["environment_variables"]
