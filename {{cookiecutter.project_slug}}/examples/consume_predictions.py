@@ -52,7 +52,12 @@ def consume(queue_name: str, *, wait_seconds: int = 20, seen: set[str] | None = 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+{%- if cookiecutter.output_destination == "sns" %}
+    # Each consuming team subscribes a queue of its own to the topic (raw message delivery).
+    parser.add_argument("--queue", required=True, help="your queue subscribed to the predictions topic")
+{%- else %}
     parser.add_argument("--queue", default="{{ cookiecutter.predictions_destination_name }}", help="queue name")
+{%- endif %}
     parser.add_argument("--wait-seconds", type=int, default=20, help="stop after this long with no message (0-20)")
     args = parser.parse_args()
     envelopes = consume(args.queue, wait_seconds=args.wait_seconds)
