@@ -14,9 +14,9 @@ from {{ cookiecutter.package_name }} import redrive, replay, send, tail
 from {{ cookiecutter.package_name }}.destination import PredictionReader, create_destination
 from {{ cookiecutter.package_name }}.emulator import Redelivery
 {%- if cookiecutter.input_source == "kinesis" %}
-from {{ cookiecutter.package_name }}.features_producer import FeaturesProducer, OutgoingEvent
+from {{ cookiecutter.package_name }}.features_producer import FeaturesProducer, OutgoingEvent, event_group
 {%- else %}
-from {{ cookiecutter.package_name }}.features_producer import FeaturesProducer
+from {{ cookiecutter.package_name }}.features_producer import FeaturesProducer, event_group
 {%- endif %}
 from {{ cookiecutter.package_name }}.operator_progress import Progress
 from {{ cookiecutter.package_name }}.redrive import DeadLetterQueue, inspect
@@ -428,3 +428,10 @@ def test_the_tail_command_shows_what_arrived_and_stops_at_the_limit(environment,
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[1] for line in lines) == ["m-0", "m-1"]
 {%- endif %}
+
+
+def test_a_bare_model_input_is_sent_under_its_own_key_like_an_enveloped_one():
+    """Bare input is the main form: its user's events must share a FIFO group or partition key too."""
+    bare = json.dumps({"{{ cookiecutter.partition_key_field }}": "u-0042", "recent_items": ["i-0001"], "k": 3})
+    enveloped = json.dumps({"event_id": "e-1", "features": json.loads(bare)})
+    assert event_group(bare) == event_group(enveloped) == "u-0042"

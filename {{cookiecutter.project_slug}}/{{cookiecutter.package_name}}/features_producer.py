@@ -56,14 +56,18 @@ class SendOutcome:
 
 
 def event_group(body: str) -> str:
-    """The key a producer sends `body` under: its features' PARTITION_KEY_FIELD, else its
-    event_id, else (a body that is not a feature event) a hash of the body."""
+    """The key a producer sends `body` under: its model input's PARTITION_KEY_FIELD (the body
+    itself, or an envelope's `features`), else its event_id, else (a body that is not a feature
+    event) a hash of the body."""
     try:
         document = json.loads(body)
     except ValueError:
         document = None
     if isinstance(document, dict):
-        features = document.get("features")
+        # A bare model input is the main form: read the key from it, so each user's events keep
+        # their order whichever form the producer chose.
+        enveloped = "features" in document and set(document) <= {"event_id", "event_time", "features"}
+        features = document["features"] if enveloped else document
         key = features.get(PARTITION_KEY_FIELD) if isinstance(features, dict) else None
         key = key if key not in (None, "") else document.get("event_id")
         if key not in (None, ""):
