@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
-
 from .api_call_counter import ApiCallCounter
 from .benchmark_report import HANDLER_LABELS, judge, plot_latency, render_table, write_json
 from .deployment_footprint import build_package, measure_cold_start, unpack
@@ -31,25 +29,39 @@ from .lambda_trigger import FunctionConfiguration
 from .local_pipeline import ModelMissingError, cold_started_handler
 from .source import create_source
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
-from .throughput_bench import QUEUE_HOPS, measure_throughput
+from .throughput_bench import CEILING_PATH, QUEUE_HOPS, measure_throughput
 
 METHOD = """\
 How these figures are made (one process drives the handlers; moto and the endpoint run in
 child processes so their CPU is not the handler's):
-- wall per batch: app.handle_feature_events(event, context) called directly with Lambda-shaped
-  SQS events, dev stage environment, endpoint server with --latency-ms {latency} and the real
-  model; median of up to {repeats} invocations per batch size after one warm-up invocation.
+- wall per batch: app.handle_feature_events(event, context) called directly with Lambda events
+  as the {source} delivers them, dev stage environment, predictions
+  to the {destination}, endpoint server with --latency-ms {latency} and the real model;
+  median of up to {repeats} invocations per batch size after one warm-up invocation.
   Per-record mode is RECORDS_PER_ENDPOINT_CALL=1 with ENDPOINT_CONCURRENCY={per_record_concurrency},
   batch mode 100 with ENDPOINT_CONCURRENCY={concurrency}.
 - API calls: botocore before-call hooks on the handlers' boto3 session, warm invocations of
-  {reference} records (a cold start adds one GetQueueUrl per queue and process).
+  {reference} records (a cold start adds the lookups of queue URLs or the topic ARN, once per
+  process). Publish calls are the destination's and the dead-letter queue's sends, batched or
+  not ({publish_api} here).
 - handler CPU: time.process_time() around each handler call (all its threads), endpoint at
   0 ms latency in its own process, so the figure is parsing, envelopes, JSON and botocore work.
 - cold start: median over fresh interpreters run in the unpacked `chalice package` zip with
   -B (Lambda compiles the package's .py files on every cold start): `import app` plus the
   first batch_processor() (client creation), against `import boto3` plus two clients.
 - local throughput: run_local_pipeline (what `make local` runs) with a 0 ms model, predictions
-  per second, against a one-thread send/receive/delete loop on a shallow queue, same emulator."""
+  per second, against half the ceiling of one hop on the same emulator, a one-thread loop on a
+  shallow {ceiling_path}
+  (each event makes two hops; the destination's is taken to cost the same)."""
+
+SOURCE = "{{ {"sqs": "SQS standard queue trigger", "sqs-fifo": "SQS FIFO queue trigger", "kinesis": "Kinesis stream trigger"}[cookiecutter.input_source] }}"
+DESTINATION = "{{ {"sqs": "predictions queue (SQS)", "sns": "predictions topic (SNS)", "kinesis": "predictions stream (Kinesis)", "dynamodb": "predictions table (DynamoDB)"}[cookiecutter.output_destination] }}"
+# The handler's publishing API, and the naive handler's.
+PUBLISH_API = "{{ {"sqs": "SendMessageBatch vs SendMessage", "sns": "PublishBatch vs Publish", "kinesis": "PutRecords vs PutRecord", "dynamodb": "conditional PutItem vs unconditional PutItem"}[cookiecutter.output_destination] }}"
+
+# The services the benchmark's pipeline uses, whose own endpoint variables would take them
+# away from the benchmark's emulator.
+EMULATED_SERVICES = ("SQS", "SNS", "KINESIS", "DYNAMODB", "DYNAMODB_STREAMS", "STS")
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,8 @@ def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
             EndpointProcess(options.project_dir / "model", 0) as fast_endpoint,
         ):
             progress(f"moto server at {emulator_url}; endpoints at {slow_endpoint.url} and {fast_endpoint.url}")
-            # The benchmark's own calls go through a session of their own, or through clients
-            # made before the counter is attached, so the counter sees only the handlers' calls.
-            sqs = boto3.session.Session().client("sqs")
+            # The benchmark's own clients are made before the counter is attached, so the counter
+            # sees only the handlers' calls.
             features = create_source(stage.environment_variables, Redelivery())
             create_destination(stage.environment_variables)
             predictions = PredictionReader(stage.environment_variables)
@@ -127,7 +138,7 @@ def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
                 figures = _handler_figures(bench, options, slow_endpoint.url, fast_endpoint.url, progress)
                 app.batch_processor.cache_clear()
             results.update(_handler_results(figures, options.latency_ms))
-            results.update(_throughput(sqs, options, progress))
+            results.update(_throughput(options, progress))
     return results
 
 
@@ -135,7 +146,7 @@ def _fixed_environment(options: BenchOptions) -> dict[str, str | None]:
     variables: dict[str, str | None] = {
         # A fresh moto for this run, whatever the shell points at.
         "AWS_ENDPOINT_URL": None,
-        "AWS_ENDPOINT_URL_SQS": None,
+        **{f"AWS_ENDPOINT_URL_{service}": None for service in EMULATED_SERVICES},
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or REGION,
     }
     if options.endpoint_concurrency is not None:
@@ -212,13 +223,13 @@ def _handler_results(figures: dict[str, HandlerFigures], latency_ms: int) -> dic
     }
 
 
-def _throughput(sqs: Any, options: BenchOptions, progress: Progress) -> dict[str, Any]:
+def _throughput(options: BenchOptions, progress: Progress) -> dict[str, Any]:
     progress(
-        f"local throughput: {options.ceiling_messages} messages through a send/receive/delete loop, then "
+        f"local throughput: {options.ceiling_messages} messages through a send/receive loop, then "
         f"{options.pipeline_messages} through the local pipeline"
     )
     try:
-        throughput = measure_throughput(sqs, options.project_dir, options.pipeline_messages, options.ceiling_messages)
+        throughput = measure_throughput(options.project_dir, options.pipeline_messages, options.ceiling_messages)
     except ModelMissingError as error:
         return {"local_throughput_fraction": None, "local_throughput": {"not_measured": str(error)}}
     return {
@@ -227,6 +238,7 @@ def _throughput(sqs: Any, options: BenchOptions, progress: Progress) -> dict[str
             "pipeline_msg_per_s": round(throughput.pipeline_msg_per_s, 1),
             "emulator_ceiling_msg_per_s": round(throughput.emulator_ceiling_msg_per_s, 1),
             "queue_hops": QUEUE_HOPS,
+            "ceiling_path": CEILING_PATH,
             "pipeline_messages": throughput.pipeline_messages,
             "ceiling_messages": throughput.ceiling_messages,
             "pipeline_lost": throughput.pipeline_lost,
@@ -293,6 +305,10 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
             concurrency=results["endpoint_concurrency"],
             per_record_concurrency=options.endpoint_concurrency or PER_RECORD_CONCURRENCY,
             reference=REFERENCE_BATCH_SIZE,
+            source=SOURCE,
+            destination=DESTINATION,
+            publish_api=PUBLISH_API,
+            ceiling_path=CEILING_PATH,
         )
     )
     missed = [metric for metric, met in verdicts.items() if met is False]

@@ -1,20 +1,18 @@
-"""Drives the handlers with Lambda-shaped SQS events: wall time per batch, AWS calls and handler CPU.
+"""Drives the handlers with Lambda events as the source delivers them: wall time per batch, AWS calls, CPU.
 
 Three handlers are measured the same way: app.py in batch mode (RECORDS_PER_ENDPOINT_CALL=100),
 app.py in per-record mode (RECORDS_PER_ENDPOINT_CALL=1), and naive_handler (Sagify's way). Each
 is warmed up with one invocation first, as a Lambda process that has served a request is, so
-the figures are steady state: a cold start adds one client creation and one GetQueueUrl per
-queue, once per process.
+the figures are steady state: a cold start adds one client creation per service and the
+lookups of queue URLs (or the topic ARN), once per process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +21,9 @@ from typing import Any
 from . import naive_handler
 from .api_call_counter import ApiCallCounter
 from .clickstream import sample_feature_events
-from .lambda_trigger import FunctionConfiguration, LambdaContext, lambda_sqs_record
+from .lambda_trigger import FunctionConfiguration, LambdaContext
+from .local_pipeline import PARTITION_KEY_FIELD
+from .source import lambda_records
 
 HANDLERS = ("batch", "per_record", "naive")
 RECORDS_PER_CALL = {"batch": "100", "per_record": "1"}
@@ -34,6 +34,20 @@ REFERENCE_BATCH_SIZE = 10
 # Enough distinct records that a batch of 100 never repeats one.
 SAMPLE_RECORDS = 500
 
+# The calls that publish a prediction or a dead letter, whatever the destination: SQS (the
+# dead-letter queue always), SNS, Kinesis or DynamoDB, one record or a batch at a time.
+PUBLISH_OPERATIONS = frozenset(
+    {
+        ("sqs", "SendMessage"),
+        ("sqs", "SendMessageBatch"),
+        ("sns", "Publish"),
+        ("sns", "PublishBatch"),
+        ("kinesis", "PutRecord"),
+        ("kinesis", "PutRecords"),
+        ("dynamodb", "PutItem"),
+    }
+)
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -41,7 +55,7 @@ def call_kind(service: str, operation: str) -> str:
     """Which column of the call table an API call belongs to: invoke, publish or other."""
     if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
         return "invoke"
-    if service == "sqs" and operation in ("SendMessage", "SendMessageBatch"):
+    if (service, operation) in PUBLISH_OPERATIONS:
         return "publish"
     return "other"
 
@@ -57,7 +71,7 @@ class HandlerFigures:
 
 
 class HandlerBench:
-    """Runs one handler at a time against the emulator and an endpoint, purging the output queue."""
+    """Runs one handler at a time against the emulator and an endpoint, reading the destination empty."""
 
     def __init__(
         self,
@@ -80,7 +94,11 @@ class HandlerBench:
         self._region = features_arn.split(":")[3]
         self._function = function
         self._counter = counter
-        self._bodies = [json.dumps(record) for record in sample_feature_events(SAMPLE_RECORDS, seed=11)]
+        features = sample_feature_events(SAMPLE_RECORDS, seed=11)
+        self._bodies = [json.dumps(record) for record in features]
+        # What a producer keys each event by (a FIFO message group, a Kinesis partition key), as
+        # local_pipeline.event_key does.
+        self._groups = [str(record.get(PARTITION_KEY_FIELD) or f"event-{n}") for n, record in enumerate(features)]
         self._next_body = 0
 
     def use(self, name: str, endpoint_url: str) -> Handler:
@@ -108,7 +126,9 @@ class HandlerBench:
             raise RuntimeError(f"the handler failed records of a clean batch: {response['batchItemFailures']}")
         # moto scans the whole queue on every send: an output queue left to fill would slow each
         # later batch, so the destination is read empty between invocations, outside the timed part.
-        self._predictions.read()
+        # Reading it back also shows that the predictions got there.
+        if not self._predictions.read():
+            raise RuntimeError(f"a batch of {size} left no prediction in the destination")
         return wall, cpu
 
     def measure(
@@ -145,22 +165,8 @@ class HandlerBench:
         return cpu * 1000 / (invocations * REFERENCE_BATCH_SIZE)
 
     def _event(self, size: int) -> dict[str, Any]:
-        now_ms = str(int(time.time() * 1000))
-        records = []
-        for _ in range(size):
-            body = self._bodies[self._next_body % len(self._bodies)]
-            self._next_body += 1
-            message = {
-                "MessageId": str(uuid.uuid4()),
-                "ReceiptHandle": uuid.uuid4().hex,
-                "Body": body,
-                "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
-                "Attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": now_ms,
-                    "SenderId": "BENCHMARK",
-                    "ApproximateFirstReceiveTimestamp": now_ms,
-                },
-            }
-            records.append(lambda_sqs_record(message, self._features_arn, self._region))
-        return {"Records": records}
+        picked = [self._next_body + offset for offset in range(size)]
+        self._next_body += size
+        bodies = [self._bodies[number % len(self._bodies)] for number in picked]
+        groups = [self._groups[number % len(self._groups)] for number in picked]
+        return {"Records": lambda_records(bodies, groups, self._features_arn, self._region)}

@@ -5,18 +5,33 @@
 Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
 seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
 predictions (once or more: duplicates are counted) or in the dead-letter queue with a reason,
-either the handler's error code or {% if cookiecutter.input_source == "kinesis" %}the trigger's on-failure destination after MaximumRetryAttempts
-retries{% else %}the queue's redrive after maxReceiveCount deliveries{% endif %}{% if cookiecutter.output_destination == "dynamodb" %}, or superseded (the table already held a newer
-prediction of its key){% endif %}. Exits 1
-when an event is lost or its outcome contradicts its fault (a malformed record predicted, a
-healthy one dead-lettered by the handler).
+either the handler's error code or
+{%- if cookiecutter.input_source == "kinesis" %}
+the trigger's on-failure destination after MaximumRetryAttempts retries
+{%- else %}
+the queue's redrive after maxReceiveCount deliveries
+{%- endif %}
+{%- if cookiecutter.output_destination == "dynamodb" %}
+(or it is superseded: the table already held a newer prediction of its key)
+{%- endif %}.
+Exits 1 when an event is lost or its outcome contradicts its fault (a malformed record
+predicted, a healthy one dead-lettered by the handler).
 
-`--handler naive` runs the same plan through naive_handler (Sagify's way: one record after the
-other, raise on the first error) with the features queue WITHOUT a redrive policy, since Sagify
-deploys no dead-letter queue, and bodies in its format (the bare model input). Records stuck
-behind a failing one come back forever, so that run ends a minute after the last event is sent;
-what is still in the features queue then would circulate until the queue's retention drops it:
-it is counted as stranded, and the events never predicted as lost.
+`--handler naive` runs the same plan through naive_handler (Sagify's handler on this source:
+one record after the other, each prediction published on its own, raise on the first error)
+{%- if cookiecutter.input_source == "kinesis" %}
+with the trigger retrying a failing batch until its records expire (no MaximumRetryAttempts and
+no on-failure destination), since Sagify deploys no dead-letter queue, and bodies in its format
+(the bare model input). A shard stops behind a failing record, so that run ends a minute after
+the last event is sent; what the trigger has not got past then would be retried until the
+stream's retention drops it: it is counted as stranded, and the events never predicted as lost.
+{%- else %}
+with the features queue WITHOUT a redrive policy, since Sagify deploys no dead-letter queue, and
+bodies in its format (the bare model input). Records stuck behind a failing one come back
+forever, so that run ends a minute after the last event is sent; what is still in the features
+queue then would circulate until the queue's retention drops it: it is counted as stranded, and
+the events never predicted as lost.
+{%- endif %}
 """
 
 from __future__ import annotations

@@ -135,3 +135,31 @@ def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) ->
         return refuse({"body": item[ENVELOPE_ATTRIBUTE]["S"], "group": key_value})
 
     return fail_calls(events, "dynamodb.PutItem", judge, error_code="InternalServerError")
+
+
+def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, str, dict[str, Any]], None]:
+    """How a naive handler publishes (naive_handler.py, the benchmark's foil): `publish(prediction,
+    body, record)` stores the prediction with one unconditional PutItem, keyed by the model
+    input's PARTITION_KEY_FIELD. The client is created here, once.
+
+    Unconditional: whichever write comes last wins, so an older event handled late or delivered
+    again overwrites a newer prediction of its key (the handler's conditional write refuses it).
+    The raw prediction goes where the handler puts the envelope, so readers see it, with the
+    write time as its event time (it knows no other); no message id, and no expiry, so the item
+    stays until something overwrites it. A body without the key raises, as any error does here.
+    """
+    dynamodb = boto3.client("dynamodb")
+    table_name, key_field = environment["PREDICTIONS_TABLE_NAME"], environment["PARTITION_KEY_FIELD"]
+
+    def publish(prediction: str, body: str, record: dict[str, Any]) -> None:
+        key = str(json.loads(body)[key_field])
+        dynamodb.put_item(
+            TableName=table_name,
+            Item={
+                key_field: {"S": key},
+                EVENT_TIME_ATTRIBUTE: {"N": str(int(time.time() * 1000))},
+                ENVELOPE_ATTRIBUTE: {"S": prediction},
+            },
+        )
+
+    return publish

@@ -86,3 +86,20 @@ def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) ->
         return refuse({"body": body, "group": record["PartitionKey"]})
 
     return refuse_batch_entries(events, KINESIS_PUT_RECORDS, judge)
+
+
+def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, str, dict[str, Any]], None]:
+    """How a naive handler publishes (naive_handler.py, the benchmark's foil): `publish(prediction,
+    body, record)` puts the prediction alone with PutRecord. The client is created here, once.
+
+    A stream needs a partition key: the model input's PARTITION_KEY_FIELD, as the handler uses.
+    A body without it raises, as any error in a naive handler does.
+    """
+    kinesis = boto3.client("kinesis")
+    stream_name, key_field = environment["PREDICTIONS_STREAM_NAME"], environment["PARTITION_KEY_FIELD"]
+
+    def publish(prediction: str, body: str, record: dict[str, Any]) -> None:
+        key = str(json.loads(body)[key_field])
+        kinesis.put_record(StreamName=stream_name, Data=prediction.encode(), PartitionKey=key)
+
+    return publish

@@ -99,3 +99,21 @@ def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) ->
     return refuse_batch_entries(
         events, SNS_PUBLISH_BATCH, lambda entry: refuse({"body": entry["Message"], "group": ""})
     )
+
+
+def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, str, dict[str, Any]], None]:
+    """How a naive handler publishes (naive_handler.py, the benchmark's foil): `publish(prediction,
+    body, record)` sends the prediction alone with Publish, as Sagify publishes to SNS.
+
+    The client is created here, once, and the topic ARN built here from the caller's identity, as
+    the handler builds it (one GetCallerIdentity per process, not per record).
+    """
+    sns = boto3.client("sns")
+    caller_arn = boto3.client("sts").get_caller_identity()["Arn"]
+    partition, account = caller_arn.split(":")[1], caller_arn.split(":")[4]
+    topic_arn = f"arn:{partition}:sns:{sns.meta.region_name}:{account}:{environment['PREDICTIONS_TOPIC_NAME']}"
+
+    def publish(prediction: str, body: str, record: dict[str, Any]) -> None:
+        sns.publish(TopicArn=topic_arn, Message=prediction)
+
+    return publish

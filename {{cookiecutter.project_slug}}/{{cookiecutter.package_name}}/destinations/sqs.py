@@ -69,3 +69,26 @@ def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) ->
     return refuse_send_entries(
         events, lambda entry: refuse({"body": entry["MessageBody"], "group": entry.get("MessageGroupId", "")})
     )
+
+
+def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, str, dict[str, Any]], None]:
+    """How a naive handler publishes (naive_handler.py, the benchmark's foil): `publish(prediction,
+    body, record)` looks the queue up with GetQueueUrl, then sends the prediction alone with
+    SendMessage. The client is created here, once.
+
+    On a FIFO queue (only with a FIFO features queue) the prediction goes in its record's message
+    group, deduplicated by the record's message id, or SQS would refuse it.
+    """
+    sqs = boto3.client("sqs")
+    queue_name = environment["PREDICTIONS_QUEUE_NAME"]
+
+    def publish(prediction: str, body: str, record: dict[str, Any]) -> None:
+        queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        fifo = (
+            {"MessageGroupId": record["attributes"]["MessageGroupId"], "MessageDeduplicationId": record["messageId"]}
+            if queue_name.endswith(".fifo")
+            else {}
+        )
+        sqs.send_message(QueueUrl=queue_url, MessageBody=prediction, **fifo)
+
+    return publish

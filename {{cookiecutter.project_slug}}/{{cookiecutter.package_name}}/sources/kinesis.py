@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 
 from .emulator import Redelivery, ensure_dead_letter_queue
-from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger
+from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
 from .lambda_trigger import FunctionConfiguration, Handler
 
 TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"
@@ -136,3 +138,68 @@ def record_message_id(record: dict[str, Any]) -> str:
 
 def record_body(record: dict[str, Any]) -> str:
     return base64.b64decode(record["kinesis"]["data"]).decode("utf-8", errors="replace")
+
+
+def lambda_records(
+    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str
+) -> list[dict[str, Any]]:
+    """The records of a Lambda event as this stream's trigger delivers `bodies` from one shard.
+
+    For callers that invoke a handler without a stream in between (the benchmark). `groups`
+    gives each body's partition key; sequence numbers increase in the order given, as a shard's do.
+    """
+    account = event_source_arn.split(":")[4]
+    identity_arn = f"arn:aws:iam::{account}:role/benchmark"
+    arrived = datetime.now(UTC)
+    # Unique and increasing from one call to the next, like a shard's sequence numbers.
+    first = time.time_ns() * 1000
+    return [
+        lambda_kinesis_record(
+            {
+                "PartitionKey": group,
+                "SequenceNumber": f"{first + position:056d}",
+                "Data": body.encode(),
+                "ApproximateArrivalTimestamp": arrived,
+            },
+            "shardId-000000000000",
+            event_source_arn,
+            region,
+            identity_arn,
+        )
+        for position, (body, group) in enumerate(zip(bodies, groups, strict=True))
+    ]
+
+
+def send_receive_ceiling(messages: int) -> float:
+    """Records per second of a tight PutRecords/GetRecords loop on a one-shard stream of its own:
+    what one hop of a local pipeline can reach on this emulator.
+
+    One client thread, 10 records per put (as EventSender sends), each read back before the next
+    put, so the shard is never more than one put ahead.
+    """
+    kinesis = boto3.client("kinesis")
+    name = "benchmark-emulator-ceiling"
+    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+    try:
+        shard_id = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+        iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id, ShardIteratorType="LATEST")[
+            "ShardIterator"
+        ]
+        sent = received = 0
+        started = time.perf_counter()
+        while received < messages:
+            if sent < messages and sent - received < MAX_EVENTS_PER_SEND:
+                count = min(MAX_EVENTS_PER_SEND, messages - sent)
+                kinesis.put_records(
+                    StreamName=name,
+                    Records=[{"Data": f"ceiling-{sent + n}".encode(), "PartitionKey": str(n)} for n in range(count)],
+                )
+                sent += count
+            response = kinesis.get_records(ShardIterator=iterator)
+            iterator = response["NextShardIterator"]
+            received += len(response["Records"])
+        return messages / (time.perf_counter() - started)
+    finally:
+        kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import boto3
 
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
-from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger
+from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
@@ -109,3 +112,67 @@ def record_message_id(record: dict[str, Any]) -> str:
 
 def record_body(record: dict[str, Any]) -> str:
     return record["body"]
+
+
+def lambda_records(
+    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str
+) -> list[dict[str, Any]]:
+    """The records of a Lambda event as this queue's trigger delivers `bodies`, first delivery each.
+
+    For callers that invoke a handler without a queue in between (the benchmark). A standard
+    queue has no message groups: `groups` is not used.
+    """
+    now_ms = str(int(time.time() * 1000))
+    return [
+        lambda_sqs_record(
+            {
+                "MessageId": str(uuid.uuid4()),
+                "ReceiptHandle": uuid.uuid4().hex,
+                "Body": body,
+                "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "Attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": now_ms,
+                    "SenderId": "BENCHMARK",
+                    "ApproximateFirstReceiveTimestamp": now_ms,
+                },
+            },
+            event_source_arn,
+            region,
+        )
+        for body in bodies
+    ]
+
+
+def send_receive_ceiling(messages: int) -> float:
+    """Messages per second of a tight SendMessageBatch/ReceiveMessage/DeleteMessageBatch loop on
+    a standard queue of its own: what one hop of a local pipeline can reach on this emulator.
+
+    One client thread, batches of 10, and the queue never more than one batch deep, which is
+    moto's best case: it scans the whole queue on every call.
+    """
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="benchmark-emulator-ceiling")["QueueUrl"]
+    try:
+        return _send_receive_loop(sqs, queue_url, messages)
+    finally:
+        sqs.delete_queue(QueueUrl=queue_url)
+
+
+def _send_receive_loop(sqs: Any, queue_url: str, messages: int) -> float:
+    sent = received = 0
+    started = time.perf_counter()
+    while received < messages:
+        if sent < messages and sent - received < MAX_EVENTS_PER_SEND:
+            count = min(MAX_EVENTS_PER_SEND, messages - sent)
+            entries = [{"Id": str(n), "MessageBody": f"ceiling-{sent + n}"} for n in range(count)]
+            sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            sent += count
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=MAX_EVENTS_PER_SEND).get("Messages", [])
+        if batch:
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+            )
+            received += len(batch)
+    return messages / (time.perf_counter() - started)
