@@ -160,21 +160,28 @@ def copy_template(destination: Path) -> None:
         shutil.copy2(TEMPLATE_DIR / name, target)
 
 
+def set_template_version(repo: Path, version: str) -> None:
+    """Write `version` as the template's `_template_version`."""
+    context_file = repo / "cookiecutter.json"
+    context = json.loads(context_file.read_text(encoding="utf-8"))
+    context["_template_version"] = version
+    context_file.write_text(json.dumps(context, indent=2) + "\n", encoding="utf-8")
+
+
 def release_two_versions(repo: Path, env: Mapping[str, str]) -> dict[str, str]:
     """Commit the template as v0.1.0, then a visible change as v0.2.0; return each tag's commit."""
     repo.mkdir()
     git(env, repo, "init", "--quiet", "--initial-branch=main")
     copy_template(repo)
+    # The two releases are the test's own, whatever version the working tree is at.
+    set_template_version(repo, "0.1.0")
     git(env, repo, "add", "--all")
     git(env, repo, "commit", "--quiet", "--no-verify", "-m", "Template v0.1.0")
     git(env, repo, "tag", "v0.1.0")
 
     readme = repo / PROJECT_TEMPLATE / "README.md"
     readme.write_text(readme.read_text(encoding="utf-8") + f"\n{TEMPLATE_CHANGE}\n", encoding="utf-8")
-    context_file = repo / "cookiecutter.json"
-    context = json.loads(context_file.read_text(encoding="utf-8"))
-    context["_template_version"] = "0.2.0"
-    context_file.write_text(json.dumps(context, indent=2) + "\n", encoding="utf-8")
+    set_template_version(repo, "0.2.0")
     git(env, repo, "commit", "--quiet", "--no-verify", "--all", "-m", "Template v0.2.0")
     git(env, repo, "tag", "v0.2.0")
     return {tag: git(env, repo, "rev-parse", f"{tag}^{{commit}}").strip() for tag in ("v0.1.0", "v0.2.0")}
