@@ -37,10 +37,22 @@ def metric_documents(capsys) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+def processor_with_sample_rate(chalice_app, stage, rate: str) -> None:
+    """Build the handler's processor with this payload sample rate; the next invocations reuse it.
+
+    The test client sets the stage's own PAYLOAD_LOG_SAMPLE_RATE on every call, so the rate is
+    set here, where the processor is created.
+    """
+    with patched_environ({**stage.environment_variables, "PAYLOAD_LOG_SAMPLE_RATE": rate}):
+        chalice_app.batch_processor()
+
+
 @pytest.fixture
-def batch(pipeline, chalice_app, caplog, capsys):
+def batch(pipeline, chalice_app, stage, caplog, capsys):
     """Four good records and one that is not JSON, through the handler, with logs and stdout captured."""
     caplog.set_level(logging.INFO)
+    # Rate 0, the template's default, whatever this project chose.
+    processor_with_sample_rate(chalice_app, stage, "0")
     bodies = [json.dumps(good_input(n)) for n in range(4)] + ['{"user_id": "u-0009", "recent_items": [']
     records = run_batch(chalice_app, bodies)
     return records, json_lines(caplog), metric_documents(capsys)
@@ -62,8 +74,8 @@ def test_every_line_is_json_with_the_request_id_and_record_lines_name_their_reco
     assert (summary["records_in"], summary["predicted"], summary["dead_lettered"], summary["retried"]) == (5, 4, 1, 0)
 
 
-def test_no_feature_value_or_prediction_is_logged_by_default(batch):
-    """Features may be personal data: with the default sample rate of 0, only ids and timings appear."""
+def test_no_feature_value_or_prediction_is_logged_at_a_sample_rate_of_zero(batch):
+    """Features may be personal data: at the default sample rate of 0, only ids and timings appear."""
     _, lines, _ = batch
     text = "\n".join(json.dumps(line) for line in lines)
     assert "u-000" not in text and "i-0001" not in text
@@ -73,8 +85,7 @@ def test_no_feature_value_or_prediction_is_logged_by_default(batch):
 def test_a_sample_rate_of_one_logs_every_prediction_with_its_features(pipeline, chalice_app, stage, caplog):
     """Payload logging is an explicit choice, and when chosen it shows what the model saw and said."""
     caplog.set_level(logging.INFO)
-    with patched_environ({**stage.environment_variables, "PAYLOAD_LOG_SAMPLE_RATE": "1"}):
-        chalice_app.batch_processor()
+    processor_with_sample_rate(chalice_app, stage, "1")
     run_batch(chalice_app, [json.dumps(good_input(7))])
     (predicted,) = [line for line in json_lines(caplog) if line["event"] == "predicted"]
     assert predicted["features"] == good_input(7)
