@@ -141,6 +141,7 @@ schemas/prediction-envelope.schema.json
 tests/__init__.py
 tests/conftest.py
 tests/lambda_events.py
+tests/sample_envelopes.py
 tests/test_benchmark.py
 tests/test_clickstream.py
 tests/test_deploy_endpoint.py

@@ -10,8 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from {{ cookiecutter.package_name }}.destination import PredictionReader, create_destination, refuse_predictions
+from {{ cookiecutter.package_name }}.emulator import local_aws_environment
 from {{ cookiecutter.package_name }}.endpoint_server import LocalEndpoint
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR, load_stage, stage_environment
 from {{ cookiecutter.package_name }}.train import train_model
@@ -29,6 +31,28 @@ def aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "{{ cookiecutter.aws_region }}")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """One moto server child process for a test module, as local mode runs it; yields its URL.
+
+    Each test creates resources of its own in it.
+    """
+    with local_aws_environment() as url:
+        yield url
+
+
+@pytest.fixture
+def moto_server(aws_credentials, monkeypatch) -> Iterator[str]:
+    """A moto server on 127.0.0.1 that child processes reach through AWS_ENDPOINT_URL; yields its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+    server.stop()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.clickstream import sample_feature_events
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
 from .lambda_events import lambda_event, message_id
+from .sample_envelopes import sample_envelope
 
 HANDLER = "handle_feature_events"
 SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())
@@ -27,19 +28,7 @@ SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json"
 validate = fastjsonschema.compile(SCHEMA)
 CLICKSTREAM_EVENTS = 40
 # A well-formed envelope, for the checks that the schema refuses what it should.
-VALID_ENVELOPE = {
-    "schema_version": "1.0",
-    "prediction": {"user_id": "u-0001", "items": ["i-0002", "i-0003"]},
-    "message_id": "db5b5fab-8f4d-4e27-9da1-494c73cf256d",
-    "event_id": "click-42",
-    "endpoint_name": "{{ cookiecutter.endpoint_name }}",
-    "endpoint_variant": "AllTraffic",
-    "model_version": "1",
-    "event_time": "2026-11-25T10:00:00.000Z",
-    "prediction_time": "2026-11-25T10:00:00.120Z",
-    "latency_ms": 120.0,
-    "endpoint_latency_ms": 35.2,
-}
+VALID_ENVELOPE = sample_envelope() | {"event_id": "click-42"}
 
 
 def clickstream_bodies(count: int) -> list[str]:

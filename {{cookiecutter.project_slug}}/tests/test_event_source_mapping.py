@@ -17,7 +17,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy import source
 from deploy.event_source_mapping import configure_event_sources, deployed_event_sources
@@ -28,16 +27,6 @@ from deploy.settings import PROJECT_DIR, load_settings, load_stage
 MOTO_ACCOUNT = "123456789012"
 # What moto's CloudFormation cannot create; policies only restrict transport, which moto ignores.
 MOTO_UNSUPPORTED = {"AWS::SQS::QueuePolicy"}
-
-
-@pytest.fixture
-def moto_server(aws_credentials, monkeypatch):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

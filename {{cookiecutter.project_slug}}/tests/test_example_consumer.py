@@ -6,47 +6,20 @@ import subprocess
 import sys
 
 import boto3
-import pytest
-from moto.server import ThreadedMotoServer
 
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
+from .sample_envelopes import sample_envelope
+
 EXAMPLE = PROJECT_DIR / "examples" / "consume_predictions.py"
 QUEUE_NAME = "{{ cookiecutter.project_slug }}-consumer-example"
-
-
-@pytest.fixture
-def moto_server(aws_credentials, monkeypatch):
-    """A moto server on 127.0.0.1 that a child process reaches through AWS_ENDPOINT_URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    yield
-    server.stop()
-
-
-def envelope(message_id: str, user: str) -> dict:
-    return {
-        "schema_version": "1.0",
-        "prediction": {"user_id": user, "items": ["i-0002", "i-0003"]},
-        "message_id": message_id,
-        "event_id": message_id,
-        "endpoint_name": "{{ cookiecutter.endpoint_name }}",
-        "endpoint_variant": "AllTraffic",
-        "model_version": "1",
-        "event_time": "2026-11-25T10:00:00.000Z",
-        "prediction_time": "2026-11-25T10:00:00.120Z",
-        "latency_ms": 120.0,
-        "endpoint_latency_ms": 35.2,
-    }
 
 
 def test_the_example_prints_each_prediction_once_and_deletes_what_it_handled(moto_server):
     """Two predictions, a redelivered copy of the first and a body that is no envelope."""
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-    first, second = envelope("msg-1", "u-0001"), envelope("msg-2", "u-0002")
+    first, second = sample_envelope("msg-1", "u-0001"), sample_envelope("msg-2", "u-0002")
     for body in (first, second, first):
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
     sqs.send_message(QueueUrl=queue_url, MessageBody='{"not": "an envelope"}')

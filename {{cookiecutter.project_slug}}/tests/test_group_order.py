@@ -23,6 +23,7 @@ GROUPS = ["group-a", "group-a", "group-a", "group-b", "group-b"]
 def body(number: int) -> str:
     return json.dumps({"user_id": f"u-{number:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3})
 
+
 def invoke(chalice_app, bodies: list[str]) -> tuple[set[str], list[dict]]:
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
         event = lambda_event(client, bodies, GROUPS)

@@ -5,24 +5,17 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }}.emulator import ensure_dead_letter_queue, local_aws_environment, receive_and_delete
+from {{ cookiecutter.package_name }}.emulator import ensure_dead_letter_queue, receive_and_delete
 from {{ cookiecutter.package_name }}.kinesis_trigger import KinesisTrigger
 from {{ cookiecutter.package_name }}.lambda_trigger import FunctionConfiguration
 
 WAIT_SECONDS = 30
 FUNCTION = FunctionConfiguration(function_name="test-dev-handle_feature_events", timeout_seconds=10, memory_size_mb=512)
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    """One moto server for the module; each test gets its own stream and dead-letter queue."""
-    with local_aws_environment() as url:
-        yield url
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import boto3
@@ -25,13 +25,6 @@ VISIBILITY_TIMEOUT_SECONDS = 1
 MAX_RECEIVE_COUNT = 2
 WAIT_SECONDS = 30
 FUNCTION = FunctionConfiguration(function_name="test-dev-handle_feature_events", timeout_seconds=10, memory_size_mb=512)
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    """One moto server for the module; each test gets its own queues."""
-    with local_aws_environment() as url:
-        yield url
 
 
 @pytest.fixture

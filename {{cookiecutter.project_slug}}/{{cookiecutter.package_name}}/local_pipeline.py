@@ -491,7 +491,7 @@ def run_local_pipeline(
         ledger = Ledger(hooks.prediction_event_id)
 {%- endif %}
         with cold_started_handler(project_dir) as app:
-            mapping = _declared_event_source(app)
+            mapping = declared_event_source(app)
             batch_size = trigger_limits.bound(mapping.batch_size, trigger_limits.batch_size)
             limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * batch_size)
             handler = app.handle_feature_events
@@ -551,7 +551,7 @@ def run_local_pipeline(
     )
 
 
-def _declared_event_source(app: Any) -> BaseEventSourceConfig:
+def declared_event_source(app: Any) -> BaseEventSourceConfig:
     """The trigger app.py declares, so local mode polls exactly as the deployed mapping will."""
     for source in app.app.event_sources:
         if source.name == HANDLER_NAME:

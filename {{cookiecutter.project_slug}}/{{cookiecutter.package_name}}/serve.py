@@ -20,15 +20,14 @@ import threading
 from collections.abc import Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
 
 from .destination import create_destination
 from .emulator import Redelivery, local_aws_environment
 from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration
-from .local_pipeline import DEFAULT_CONCURRENCY, LOCAL_TRIGGER_LIMITS, cold_started_handler
+from .local_pipeline import DEFAULT_CONCURRENCY, LOCAL_TRIGGER_LIMITS, cold_started_handler, declared_event_source
 from .source import create_source, local_trigger
-from .stage import HANDLER_NAME, PROJECT_DIR, load_stage, patched_environ, stage_environment
+from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
 
 
 class NoEmulatorError(RuntimeError):
@@ -53,7 +52,7 @@ def serve(stage: str, project_dir: Path = PROJECT_DIR) -> None:
         features = create_source(settings.environment_variables, redelivery)
         create_destination(settings.environment_variables)
         with cold_started_handler(project_dir) as app:
-            mapping = _declared_event_source(app)
+            mapping = declared_event_source(app)
             limits = LOCAL_TRIGGER_LIMITS
             trigger = local_trigger(
                 app.handle_feature_events,
@@ -75,14 +74,6 @@ def serve(stage: str, project_dir: Path = PROJECT_DIR) -> None:
             with trigger:
                 print(f"serving stage {stage} on the emulator at {emulator_url}; Ctrl-C to stop", file=sys.stderr)
                 threading.Event().wait()
-
-
-def _declared_event_source(app: Any) -> Any:
-    # The same lookup as local_pipeline's: the trigger app.py declares for the handler.
-    for source in app.app.event_sources:
-        if source.name == HANDLER_NAME:
-            return source
-    raise RuntimeError(f"app.py declares no event source for a handler named {HANDLER_NAME}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,18 @@
+"""A well-formed prediction envelope, as consumers receive it, for tests that need one to hand."""
+
+
+def sample_envelope(message_id: str = "db5b5fab-8f4d-4e27-9da1-494c73cf256d", user: str = "u-0001") -> dict:
+    """An envelope that meets schemas/prediction-envelope.schema.json, with this message id and user."""
+    return {
+        "schema_version": "1.0",
+        "prediction": {"user_id": user, "items": ["i-0002", "i-0003"]},
+        "message_id": message_id,
+        "event_id": message_id,
+        "endpoint_name": "{{ cookiecutter.endpoint_name }}",
+        "endpoint_variant": "AllTraffic",
+        "model_version": "1",
+        "event_time": "2026-11-25T10:00:00.000Z",
+        "prediction_time": "2026-11-25T10:00:00.120Z",
+        "latency_ms": 120.0,
+        "endpoint_latency_ms": 35.2,
+    }
