@@ -27,7 +27,7 @@ from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_mom
 from .failures import RecordFailure
 from .feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
-from .publishing import OutgoingMessage, QueuePublisher, Sink
+from .publishing import OutgoingMessage, QueuePublisher, Sink, aws_client
 from .settings import HandlerSettings
 from .telemetry import Invocation, PayloadSampler, emf_line, emit_metrics, log
 
@@ -123,9 +123,6 @@ class BatchProcessor:
                 max_pool_connections=pool_size,
             ),
         )
-        sqs = boto3.client(
-            "sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=pool_size)
-        )
         invoker = EndpointInvoker(
             runtime_client=runtime,
             endpoint_name=settings.endpoint_name,
@@ -139,7 +136,9 @@ class BatchProcessor:
             settings,
             invoker,
             predictions=destination.prediction_sink(executor),
-            dead_letters=QueuePublisher(sqs, dead_letter_queue, executor, fifo=dead_letter_queue.endswith(".fifo")),
+            dead_letters=QueuePublisher(
+                aws_client("sqs"), dead_letter_queue, executor, fifo=dead_letter_queue.endswith(".fifo")
+            ),
             input_schema=InputSchema.from_setting(settings.model_input_schema),
         )
 
@@ -194,9 +193,9 @@ class BatchProcessor:
         if isinstance(item, RejectedRecord):
             return Settlement(item, dead_letter(item, item.failure), dead_lettered=True)
         if isinstance(outcome, Prediction):
-            message = self._prediction_message(item, outcome, predicted_at)
+            happened_at = event_moment(item)
+            message = self._prediction_message(item, outcome, predicted_at, happened_at)
             if message.size() <= self._max_prediction_bytes:
-                happened_at = event_moment(item)
                 age_ms = None if happened_at is None else (predicted_at - happened_at).total_seconds() * 1000
                 return Settlement(item, message, prediction=outcome, event_age_ms=age_ms)
             failure = RecordFailure.permanent_failure(
@@ -242,12 +241,11 @@ class BatchProcessor:
         return retry
 
     def _prediction_message(
-        self, event: FeatureEvent, prediction: Prediction, predicted_at: datetime
+        self, event: FeatureEvent, prediction: Prediction, predicted_at: datetime, happened_at: datetime | None
     ) -> OutgoingMessage:
         envelope = build_envelope(
             event, prediction, self._settings.endpoint_name, self._settings.model_version, predicted_at
         )
-        happened_at = event_moment(event)
         return OutgoingMessage(
             key=event.message_id,
             body=encode_envelope(envelope),
