@@ -243,7 +243,12 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir):
     assert ledger.lost == 0
     assert ledger.misreported == 0, ledger.contradictions
     assert ledger.sent == len(plan.events)
+{%- if cookiecutter.output_destination == "dynamodb" %}
+    # Superseded: the table already held a newer prediction of the event's key (see soak.py).
+    assert ledger.predicted + sum(ledger.dead_lettered.values()) + ledger.summary.superseded == ledger.sent
+{%- else %}
     assert ledger.predicted + sum(ledger.dead_lettered.values()) == ledger.sent
+{%- endif %}
     assert ledger.duplicates == ledger.summary.duplicates
     assert ledger.outages == 1 and ledger.killed_invocations == plan.kinds()["killed"]
     # Records with a permanent fault never become predictions.
