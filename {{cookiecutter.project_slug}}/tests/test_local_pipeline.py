@@ -1,6 +1,9 @@
 """`make local` end to end: every event sent comes out as a prediction or a dead letter."""
 
 import io
+{%- if cookiecutter.output_destination == "dynamodb" %}
+from collections import Counter
+{%- endif %}
 
 import pytest
 
@@ -9,6 +12,9 @@ from {{ cookiecutter.package_name }}.local_pipeline import (
     ModelMissingError,
     PipelineSummary,
     ProgressLine,
+{%- if cookiecutter.output_destination == "dynamodb" %}
+    event_key,
+{%- endif %}
     run_local_pipeline,
     sample_events,
 )
@@ -46,6 +52,8 @@ def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
     # The table keeps each key's newest prediction: an event of a key whose newer (or same-millisecond)
     # prediction was written first is superseded, an outcome the ledger checks against the table.
     assert summary.predicted + summary.dead_lettered + summary.superseded == summary.sent
+    repeated_keys = Counter(event_key(event) for event in events if event.features is not None)
+    assert summary.superseded <= sum(count - 1 for count in repeated_keys.values()), "only a repeated key's events"
 {%- else %}
     assert summary.predicted + summary.dead_lettered == summary.sent
 {%- endif %}

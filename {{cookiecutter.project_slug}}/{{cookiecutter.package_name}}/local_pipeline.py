@@ -258,7 +258,7 @@ class Ledger:
     def __init__(
         self,
         prediction_event_id: Callable[[Any], str | None] | None = None,
-        newer_prediction_stored: Callable[[str, int], bool] | None = None,
+        newer_prediction_stored: Callable[[str, int, str], bool] | None = None,
     ) -> None:
         self.sent_ids: set[str] = set()
         self.accounted: set[str] = set()
@@ -349,7 +349,7 @@ class Ledger:
             key, event_time = self.keys.get(message_id, ("", None))
             if event_time is None or message_id not in self.sent_ids:
                 continue
-            if self._newer_prediction_stored(key, event_time):
+            if self._newer_prediction_stored(key, event_time, message_id):
                 self._account(message_id)
                 self.superseded.add(message_id)
 

@@ -90,8 +90,12 @@ def test_an_older_event_arriving_after_a_newer_one_does_not_overwrite_it(environ
         assert sink.send([prediction(1, user="user-a", event_time_ms=1_000)]) == {}
     assert json.loads(stored(environment, "user-a")["envelope"]["S"])["n"] == 2
     assert [envelope["n"] for envelope in reader.read()] == [2]
-    assert reader.newer_prediction_stored("user-a", 1_000)
-    assert not reader.newer_prediction_stored("user-a", 3_000)
+    assert reader.newer_prediction_stored("user-a", 1_000, "m-1")
+    assert not reader.newer_prediction_stored("user-a", 3_000, "m-3")
+    # The stored prediction's own record is not superseded (its write is in the stream), but
+    # another record of the same millisecond is: the first write wins the tie.
+    assert not reader.newer_prediction_stored("user-a", 2_000, "m-2")
+    assert reader.newer_prediction_stored("user-a", 2_000, "m-9")
     superseded = [json.loads(r.getMessage()) for r in caplog.records if "prediction_superseded" in r.getMessage()]
     assert superseded == [{"event": "prediction_superseded", "message_id": "m-1"}], "ids only, never features"
 

@@ -86,20 +86,24 @@ class PredictionReader:
                 return envelopes
             time.sleep(POLL_INTERVAL_SECONDS)
 
-    def newer_prediction_stored(self, key: str, event_time_ms: int) -> bool:
-        """Whether the table holds a prediction for `key` of an event at least as recent as `event_time_ms`.
+    def newer_prediction_stored(self, key: str, event_time_ms: int, message_id: str) -> bool:
+        """Whether the table holds another record's prediction for `key`, of an event at least as recent.
 
         That is how a record whose own write was superseded is accounted for: its write is not
-        in the stream, but the stored prediction is the same event or a newer one.
+        in the stream, but the stored prediction is a newer event's (or a same-millisecond one
+        that was written first). A stored prediction of the record itself is not a supersession:
+        it is in the stream, and read() will deliver it.
         """
         item = self._dynamodb.get_item(
             TableName=self._table_name,
             Key={self._key_field: {"S": key}},
             ConsistentRead=True,
-            ProjectionExpression="#time",
+            ProjectionExpression="#time, message_id",
             ExpressionAttributeNames={"#time": EVENT_TIME_ATTRIBUTE},
         ).get("Item")
-        return item is not None and int(item[EVENT_TIME_ATTRIBUTE]["N"]) >= event_time_ms
+        if item is None or item["message_id"]["S"] == message_id:
+            return False
+        return int(item[EVENT_TIME_ATTRIBUTE]["N"]) >= event_time_ms
 
     def _read_stored(self) -> list[dict[str, Any]]:
         envelopes: list[dict[str, Any]] = []
