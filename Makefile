@@ -38,6 +38,7 @@ demo: $(VENV)/.installed ## Bake a project with the defaults into build/demo and
 
 test: $(VENV)/.installed ## Run the template's whole test suite (bakes projects and runs their suites)
 	$(PY) -m ruff check hooks tests
+	$(PY) -m ruff format --check hooks tests
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(VENV)/.installed ## The template tests without running each baked project's own suite

@@ -320,6 +320,18 @@ def test_ruff_finds_nothing_in_the_generated_code(baked: dict[str, Any]) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_generated_code_is_already_formatted(baked: dict[str, Any]) -> None:
+    """A team's first `ruff format` must not rewrite files it never touched (the answers included)."""
+    result = subprocess.run(
+        [str(ruff_executable()), "format", "--check", "--no-cache", "."],
+        cwd=baked["project"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_chalice_config_carries_the_answers(baked: dict[str, Any]) -> None:
     """The handler reads its queues, endpoint and tuning from these values, so they must match."""
     answers = baked["answers"]

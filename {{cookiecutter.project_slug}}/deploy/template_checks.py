@@ -20,9 +20,7 @@ from .tracing import TRACING_ACTIONS
 # Actions without resource-level permissions, which may use "*"; the source's and destination's
 # modules say why they need each (the SageMaker execution role in deploy/execution_role.py has
 # two more, outside the stack).
-WILDCARD_ALLOWED_ACTIONS: frozenset[str] = (
-    source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS{% if cookiecutter.xray_tracing == "active" %} | TRACING_ACTIONS{% endif %}
-)
+WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS{% if cookiecutter.xray_tracing == "active" %} | TRACING_ACTIONS{% endif %}
 # Log streams live under their group: `log-group:NAME:*` names one group's streams only.
 LOG_STREAM_SUFFIX = ":*"
 

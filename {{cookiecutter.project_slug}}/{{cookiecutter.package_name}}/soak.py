@@ -253,8 +253,10 @@ class SoakLedger:
             )
         widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
         return "\n".join(
-            "  ".join(cell.ljust(width) if column == 0 else cell.rjust(width) for column, (cell, width) in
-                      enumerate(zip(row, widths, strict=True)))
+            "  ".join(
+                cell.ljust(width) if column == 0 else cell.rjust(width)
+                for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
             for row in rows
         )
 

@@ -47,9 +47,8 @@ def test_the_sender_puts_each_event_in_its_keys_group_and_a_resend_is_deduplicat
     first = sender.send(bodies, ["u-1", "u-2", "u-1"])
     sender.send(bodies[:1], ["u-1"])
 
-    received = sqs.receive_message(
-        QueueUrl=source.url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-    )["Messages"]
+    response = sqs.receive_message(QueueUrl=source.url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])
+    received = response["Messages"]
     # The resent event is not in the queue twice.
     groups = {message["MessageId"]: message["Attributes"]["MessageGroupId"] for message in received}
     assert groups == {first[0]: "u-1", first[1]: "u-2", first[2]: "u-1"}
