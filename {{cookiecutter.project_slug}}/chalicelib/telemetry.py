@@ -99,7 +99,7 @@ def emf_line(
 ) -> dict[str, Any]:
     """One Embedded Metric Format document: counts and millisecond values under shared dimensions."""
     values: dict[str, Any] = {name: count for name, count in counts.items()}
-    values.update({name: samples[:MAX_VALUES_PER_METRIC] for name, samples in milliseconds.items() if samples})
+    values.update({name: representative_values(samples) for name, samples in milliseconds.items() if samples})
     units = {name: "Count" for name in counts} | {name: "Milliseconds" for name in milliseconds if milliseconds[name]}
     return {
         "_aws": {
@@ -115,6 +115,20 @@ def emf_line(
         **dimensions,
         **values,
     }
+
+
+def representative_values(samples: list[float], limit: int = MAX_VALUES_PER_METRIC) -> list[float]:
+    """At most `limit` of the samples, rounded to 0.1 ms, that keep their distribution.
+
+    A batch can hold thousands of records; the first hundred would be the batch's first
+    records only. Evenly spaced order statistics (the minimum and maximum included) keep what
+    CloudWatch's percentiles are computed from; the record count is in the Count metrics.
+    """
+    if len(samples) <= limit:
+        return [round(value, 1) for value in samples]
+    ordered = sorted(samples)
+    step = (len(ordered) - 1) / (limit - 1)
+    return [round(ordered[round(index * step)], 1) for index in range(limit)]
 
 
 def emit_metrics(document: dict[str, Any]) -> None:

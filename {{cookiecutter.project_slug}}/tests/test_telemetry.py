@@ -3,11 +3,18 @@
 import json
 import logging
 import random
+import statistics
 
 import pytest
 from chalice.test import Client
 
-from chalicelib.telemetry import JsonLogFormatter, PayloadSampler, emf_line
+from chalicelib.telemetry import (
+    MAX_VALUES_PER_METRIC,
+    JsonLogFormatter,
+    PayloadSampler,
+    emf_line,
+    representative_values,
+)
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR, patched_environ
 
 from .lambda_events import lambda_event, message_id
@@ -121,6 +128,16 @@ def test_a_metric_without_values_is_left_out_rather_than_sent_empty():
     names = [metric["Name"] for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     assert names == ["Predicted"]
     assert "EndpointLatency" not in document
+
+
+def test_a_large_batch_reports_values_spread_over_all_its_records():
+    """EMF takes 100 values a metric: they must describe the whole batch, not its first records."""
+    samples = [float(value) + 0.04 for value in reversed(range(1000))]  # slowest records first
+    values = representative_values(samples)
+    assert len(values) == MAX_VALUES_PER_METRIC
+    assert (min(values), max(values)) == (0.0, 999.0)
+    assert 480 <= statistics.median(values) <= 520
+    assert representative_values([12.345, 3.0]) == [12.3, 3.0], "small batches keep every value, rounded"
 
 
 @pytest.mark.parametrize(("rate", "low", "high"), [(0, 0, 0), (1, 1000, 1000), (0.1, 60, 140)])
