@@ -4,7 +4,8 @@ What it guarantees: the table keeps, for each key (the PARTITION_KEY_FIELD value
 input), the prediction of the newest event, whatever order the events are handled in. Each
 write is conditional: it only replaces a stored prediction whose event is older, so a late or
 redelivered older event never overwrites a newer one, and writing the same event twice changes
-nothing. Each item expires PREDICTION_TTL_DAYS after it was written (DynamoDB's TTL on
+nothing. Two events of one key in the same millisecond are ordered by message id, so the same
+one is kept whichever is written first. Each item expires PREDICTION_TTL_DAYS after it was written (DynamoDB's TTL on
 expires_at). The table's stream, when enabled, shows every prediction that was stored.
 
 Item layout (the read API depends on it):
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 EVENT_TIME_ATTRIBUTE = "event_time_ms"
 EXPIRES_AT_ATTRIBUTE = "expires_at"
+MESSAGE_ID_ATTRIBUTE = "message_id"
 # An item takes at most 400 KB, attribute names included (400,000 bytes, to be safe). The rest
 # is room for the key (a partition key value takes up to 2,048 bytes), the message id, the
 # numbers and the names.
@@ -75,13 +77,19 @@ class PredictionTable:
                 Item={
                     self._key_field: {"S": message.group},
                     EVENT_TIME_ATTRIBUTE: {"N": str(event_time_ms)},
-                    "message_id": {"S": message.key},
+                    MESSAGE_ID_ATTRIBUTE: {"S": message.key},
                     "envelope": {"S": message.body},
                     EXPIRES_AT_ATTRIBUTE: {"N": str(int(now) + self._ttl_seconds)},
                 },
-                ConditionExpression="attribute_not_exists(#key) OR #time < :time",
-                ExpressionAttributeNames={"#key": self._key_field, "#time": EVENT_TIME_ATTRIBUTE},
-                ExpressionAttributeValues={":time": {"N": str(event_time_ms)}},
+                # Newer by (event time, message id): the id settles a same-millisecond tie the same
+                # way in every order, and a redelivered record (same id) is not newer than itself.
+                ConditionExpression="attribute_not_exists(#key) OR #time < :time OR (#time = :time AND #id < :id)",
+                ExpressionAttributeNames={
+                    "#key": self._key_field,
+                    "#time": EVENT_TIME_ATTRIBUTE,
+                    "#id": MESSAGE_ID_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={":time": {"N": str(event_time_ms)}, ":id": {"S": message.key}},
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

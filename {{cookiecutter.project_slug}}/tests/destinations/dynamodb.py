@@ -92,10 +92,11 @@ def test_an_older_event_arriving_after_a_newer_one_does_not_overwrite_it(environ
     assert [envelope["n"] for envelope in reader.read()] == [2]
     assert reader.newer_prediction_stored("user-a", 1_000, "m-1")
     assert not reader.newer_prediction_stored("user-a", 3_000, "m-3")
-    # The stored prediction's own record is not superseded (its write is in the stream), but
-    # another record of the same millisecond is: the first write wins the tie.
+    # The stored prediction's own record is not superseded (its write is in the stream); of two
+    # records of the same millisecond, the greater message id is the newer.
     assert not reader.newer_prediction_stored("user-a", 2_000, "m-2")
-    assert reader.newer_prediction_stored("user-a", 2_000, "m-9")
+    assert reader.newer_prediction_stored("user-a", 2_000, "m-1")
+    assert not reader.newer_prediction_stored("user-a", 2_000, "m-9")
     superseded = [json.loads(r.getMessage()) for r in caplog.records if "prediction_superseded" in r.getMessage()]
     assert superseded == [{"event": "prediction_superseded", "message_id": "m-1"}], "ids only, never features"
 
@@ -106,6 +107,15 @@ def test_a_newer_event_replaces_the_stored_prediction(environment, executor):
     assert sink.send([prediction(1, user="user-a", event_time_ms=1_000)]) == {}
     assert sink.send([prediction(2, user="user-a", event_time_ms=2_000)]) == {}
     assert json.loads(stored(environment, "user-a")["envelope"]["S"])["n"] == 2
+
+
+@pytest.mark.parametrize("order", [(1, 2), (2, 1)], ids=["in order", "reversed"])
+def test_events_of_the_same_millisecond_keep_the_same_prediction_in_any_order(environment, executor, order):
+    """A tie must not depend on arrival order: redeliveries and concurrent writes reorder events."""
+    sink = prediction_sink(executor)
+    for n in order:
+        assert sink.send([prediction(n, user="user-a", event_time_ms=5_000)]) == {}
+    assert json.loads(stored(environment, "user-a")["envelope"]["S"])["n"] == 2, "m-2 sorts after m-1"
 
 
 def test_the_same_event_written_twice_is_not_a_failure(environment, executor):

@@ -87,12 +87,12 @@ class PredictionReader:
             time.sleep(POLL_INTERVAL_SECONDS)
 
     def newer_prediction_stored(self, key: str, event_time_ms: int, message_id: str) -> bool:
-        """Whether the table holds another record's prediction for `key`, of an event at least as recent.
+        """Whether the table holds a newer record's prediction for `key`, newer as the sink orders them.
 
         That is how a record whose own write was superseded is accounted for: its write is not
         in the stream, but the stored prediction is a newer event's (or a same-millisecond one
-        that was written first). A stored prediction of the record itself is not a supersession:
-        it is in the stream, and read() will deliver it.
+        with a greater message id). A stored prediction of the record itself is not a
+        supersession: it is in the stream, and read() will deliver it.
         """
         item = self._dynamodb.get_item(
             TableName=self._table_name,
@@ -101,9 +101,9 @@ class PredictionReader:
             ProjectionExpression="#time, message_id",
             ExpressionAttributeNames={"#time": EVENT_TIME_ATTRIBUTE},
         ).get("Item")
-        if item is None or item["message_id"]["S"] == message_id:
+        if item is None:
             return False
-        return int(item[EVENT_TIME_ATTRIBUTE]["N"]) >= event_time_ms
+        return (int(item[EVENT_TIME_ATTRIBUTE]["N"]), item["message_id"]["S"]) > (event_time_ms, message_id)
 
     def _read_stored(self) -> list[dict[str, Any]]:
         envelopes: list[dict[str, Any]] = []
