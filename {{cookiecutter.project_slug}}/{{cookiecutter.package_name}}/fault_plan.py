@@ -30,6 +30,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -313,25 +314,32 @@ class HandlerKiller:
                 for name in ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id")
             },
         }
-        child = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--invoke-until-killed"],
-            cwd=self._project_dir,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(json.dumps(request))
-            child.stdin.close()
-            # A child that never gets there (it crashed, or hangs) is killed when the function would time out.
-            readable, _, _ = select.select([child.stdout], [], [], request["remaining_ms"] / 1000 + 5)
-            reached = child.stdout.readline().strip() if readable else ""
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
+        # The child's log lines (the handler's, and a traceback if it crashes) belong with this
+        # process's log, not on the terminal: a file, as a pipe could fill and stall the child.
+        with tempfile.TemporaryFile(mode="w+") as child_log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", __name__, "--invoke-until-killed"],
+                cwd=self._project_dir,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=child_log,
+                text=True,
+            )
+            try:
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write(json.dumps(request))
+                child.stdin.close()
+                # A child that never gets there (it crashed, or hangs) is killed when the function would time out.
+                readable, _, _ = select.select([child.stdout], [], [], request["remaining_ms"] / 1000 + 5)
+                reached = child.stdout.readline().strip() if readable else ""
+            finally:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                if child.stdout is not None:
+                    child.stdout.close()
+            child_log.seek(0)
+            for line in child_log:
+                log.info(line.rstrip("\n"))
         message_ids = [record_message_id(record) for record in event["Records"]]
         with self._lock:
             self.killed.append((point, message_ids))
