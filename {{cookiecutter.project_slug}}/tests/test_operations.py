@@ -423,10 +423,23 @@ def test_the_tail_command_shows_what_arrived_and_stops_at_the_limit(environment,
     """`make tail LIMIT=N` reads the {{ "predictions queue" if cookiecutter.output_destination == "sqs" else "topic's tail queue" }}, which holds what arrived before it started."""
     assert prediction_sink(executor).send([envelope(n) for n in range(2)]) == {}
 
-    assert tail.main(["--limit", "2"]) == 0
+    assert tail.main(["--limit", "2"{% if cookiecutter.output_destination == "sqs" %}, "--consume"{% endif %}]) == 0
 
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[1] for line in lines) == ["m-0", "m-1"]
+{%- endif %}
+{%- if cookiecutter.output_destination == "sqs" %}
+
+
+def test_tail_against_aws_takes_nothing_off_the_queue_without_consume(environment, executor, capsys):
+    """Tailing a queue a consumer depends on would steal its predictions: it must be asked for."""
+    assert prediction_sink(executor).send([envelope(n) for n in range(2)]) == {}
+
+    assert tail.main(["--limit", "2"]) == 2
+
+    error = capsys.readouterr().err
+    assert "CONSUME=1" in error and "consumer never gets them" in error
+    assert len(PredictionReader(environment).read()) == 2, "both predictions are still in the queue"
 {%- endif %}
 
 

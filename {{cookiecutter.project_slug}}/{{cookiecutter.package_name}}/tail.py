@@ -6,8 +6,9 @@ Each line: prediction time, message id, model version, and the prediction cut to
 {%- if cookiecutter.output_destination == "sqs" %}
 
 The predictions queue has one reader: tail TAKES THE PREDICTIONS IT SHOWS OFF THE QUEUE (it
-receives and deletes them), so the consumer never gets them. Tail a dev stage, or one no
-consumer reads yet; never a queue a team depends on.
+receives and deletes them), so the consumer never gets them. Against AWS it refuses to start
+unless given --consume (`make tail CONSUME=1`): tail a dev stage, or one no consumer reads yet;
+never a queue a team depends on. Against the emulator (LOCAL=1) it needs no flag.
 {%- elif cookiecutter.output_destination == "sns" %}
 
 Tail reads its own queue, <topic>-tail, subscribed to the topic (it creates and subscribes it on
@@ -29,6 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+{%- if cookiecutter.output_destination == "sqs" %}
+import os
+{%- endif %}
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -85,7 +89,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, help="stop once this many predictions are shown (default: run until Ctrl-C)"
     )
+{%- if cookiecutter.output_destination == "sqs" %}
+    parser.add_argument(
+        "--consume",
+        action="store_true",
+        help="take the predictions shown off the queue (needed against AWS: the consumer never gets them)",
+    )
+{%- endif %}
     args = parser.parse_args(argv)
+{%- if cookiecutter.output_destination == "sqs" %}
+    if not args.consume and not os.environ.get("AWS_ENDPOINT_URL"):
+        print(
+            "error: tail takes the predictions it shows off the queue, so its consumer never gets them; "
+            "on a queue no consumer reads (a dev stage), run `make tail CONSUME=1`",
+            file=sys.stderr,
+        )
+        return 2
+{%- endif %}
 
     def command() -> int:
         environment = operator_environment(args.stage)
