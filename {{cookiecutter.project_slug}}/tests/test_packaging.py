@@ -49,7 +49,6 @@ SOURCE_ACTIONS = {
         "kinesis:GetRecords",
         "kinesis:GetShardIterator",
         "kinesis:ListShards",
-        "kinesis:ListStreams",
     },
 }
 DESTINATION_ACTIONS = {

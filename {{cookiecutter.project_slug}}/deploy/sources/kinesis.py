@@ -39,10 +39,11 @@ FEATURES = "FeaturesStream"
 EVENT_TYPE = "Kinesis"
 EVENT_SOURCE = "HandleFeatureEventsKinesisEventSource"
 DEPLOYED_EVENT_TYPE = "kinesis_event"
-# kinesis:ListStreams lists the account's stream names in the region: IAM authorises it on "*"
-# only (it names no stream), and Lambda's own policy for Kinesis triggers
-# (AWSLambdaKinesisExecutionRole) includes it. It reveals names, never records.
-WILDCARD_ACTIONS = frozenset({"kinesis:ListStreams"})
+# None: the permissions Lambda's developer guide lists for a Kinesis event source mapping all take
+# the stream's ARN. (The older managed policy AWSLambdaKinesisExecutionRole also grants
+# kinesis:ListStreams on "*", which the mapping does not need; SubscribeToShard is for
+# enhanced fan-out consumers, which this trigger does not use.)
+WILDCARD_ACTIONS: frozenset[str] = frozenset()
 REPORT_BATCH_ITEM_FAILURES = ["ReportBatchItemFailures"]
 # Kinesis's limits: retention 24 hours to 365 days; a record age limit of 60 s to 7 days.
 MIN_RETENTION_HOURS, MAX_RETENTION_HOURS = 24, 8760
@@ -137,13 +138,6 @@ def source_statements(settings: DeploySettings, arns: ArnSource) -> list[dict[st
                 "kinesis:ListShards",
             ],
             "Resource": [arns.arn(FEATURES, "kinesis", f"stream/{settings.names.features}")],
-        },
-        {
-            # See WILDCARD_ACTIONS: no narrower resource exists for this action.
-            "Sid": "ListStreams",
-            "Effect": "Allow",
-            "Action": ["kinesis:ListStreams"],
-            "Resource": ["*"],
         },
     ]
 
