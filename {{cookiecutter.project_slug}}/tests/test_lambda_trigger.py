@@ -326,6 +326,36 @@ def test_only_the_records_the_trigger_deleted_are_reported_done(sqs, queues):
     assert running.backlog() == 0
 
 
+def test_a_fifo_group_is_handled_in_order_when_its_failed_records_come_back(sqs):
+    """Failed records of a group end their timeouts together; moto, left to end them during a long
+    poll, handed out the group's later records first. The trigger must keep SQS's order."""
+    url = ensure_queue(
+        sqs,
+        f"features-{uuid.uuid4().hex[:8]}.fifo",
+        FifoQueue="true",
+        ContentBasedDeduplication="true",
+        VisibilityTimeout="2",
+    )
+    for n in range(6):
+        sqs.send_message(QueueUrl=url, MessageBody=str(n), MessageGroupId="group-a")
+    handled: list[str] = []
+
+    def fail_all_but_the_first_on_first_delivery(event, records):
+        # Fails records the way the handler does on a FIFO source: one fails, the rest are held back.
+        failed = [r for r in records[1:] if first_delivery(r)]
+        handled.extend(r["body"] for r in records if r not in failed)
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failed]}
+
+    handler = RecordingHandler(fail_all_but_the_first_on_first_delivery)
+    with SqsTrigger(
+        handler, queue_url=url, function=FUNCTION, batch_size=3, maximum_concurrency=2, fifo=True
+    ) as running:
+        wait_until(lambda: running.stats.records_deleted == 6)
+
+    assert handled == ["0", "1", "2", "3", "4", "5"]
+    assert len(handler.events) > 2, "records failed and came back"
+
+
 def test_stop_waits_for_every_poller():
     """stop() returns only when no poller thread is left running."""
     with local_aws_environment():

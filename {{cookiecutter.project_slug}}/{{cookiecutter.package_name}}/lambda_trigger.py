@@ -34,8 +34,11 @@ MAX_ENTRIES_PER_DELETE = 10
 MAX_LONG_POLL_SECONDS = 20
 # Lambda long-polls for 20 s; polling in 1 s slices lets stop() return within a second.
 IDLE_POLL_SECONDS = 1
-# Pause between empty short polls while a batching window has less than a second left.
+# Pause between empty short polls while a batching window, or a FIFO record's visibility
+# timeout, has less than a second left.
 WINDOW_TAIL_PAUSE_SECONDS = 0.05
+# How long before a FIFO record's visibility timeout ends a long poll must be over.
+FIFO_POLL_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,9 @@ class SqsTrigger:
 
         `fifo` works around one more moto gap that would break a FIFO queue's order, which SQS
         keeps: once the visibility timeout of several failed records of a group ends, moto hands
-        out the group's later records first (so each one is made visible explicitly, with
-        ChangeMessageVisibility 0, as its timeout ends and before the next receive).
+        out the group's later records first. So each one is made visible explicitly, with
+        ChangeMessageVisibility 0, as its timeout ends and before the next receive, and no long
+        poll lasts until a timeout ends (moto would end it by itself, in the wrong order).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -290,14 +294,18 @@ class SqsTrigger:
             # A poller that waited its turn through stop() must not start another long poll.
             if self._stopping.is_set():
                 return []
+            poll_seconds = wait_seconds
             if self._fifo:
                 self._make_visible_what_is_due()
+                # A long poll that outlasted a timeout would let moto end it by itself, and moto
+                # then hands out the group's later records first: the poll stops short of it.
+                poll_seconds = min(wait_seconds, self._whole_seconds_to_next_timeout())
             # Taken before the call, so a timeout is never thought to end later than it does.
             invisible_until = time.monotonic() + self._visibility_timeout
             response = self._sqs.receive_message(
                 QueueUrl=self._queue_url,
                 MaxNumberOfMessages=max_messages,
-                WaitTimeSeconds=wait_seconds,
+                WaitTimeSeconds=poll_seconds,
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
@@ -305,7 +313,23 @@ class SqsTrigger:
             if self._fifo:
                 with self._stats_lock:
                     self._invisible_until.update((m["ReceiptHandle"], invisible_until) for m in messages)
+        if not messages and poll_seconds < wait_seconds:
+            # Cut to a short poll by a timeout less than a second away: wait a little, outside
+            # the turn, rather than poll again at once.
+            time.sleep(WINDOW_TAIL_PAUSE_SECONDS)
         return messages
+
+    def _whole_seconds_to_next_timeout(self) -> int:
+        """Whole seconds a long poll may last and still end before the first tracked visibility
+        timeout does (MAX_LONG_POLL_SECONDS if none is tracked).
+
+        moto's long poll can look at the queue once more as its wait ends, so a margin is kept.
+        """
+        with self._stats_lock:
+            if not self._invisible_until:
+                return MAX_LONG_POLL_SECONDS
+            remaining = min(self._invisible_until.values()) - time.monotonic()
+        return max(0, int(remaining - FIFO_POLL_MARGIN_SECONDS))
 
     def _make_visible_what_is_due(self) -> None:
         now = time.monotonic()
