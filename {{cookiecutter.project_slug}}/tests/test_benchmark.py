@@ -93,6 +93,15 @@ def test_the_table_names_every_handler_and_the_targets(bench_run):
     for label in HANDLER_LABELS.values():
         assert label in printed
     assert "wall per batch of 10" in printed and "target" in printed and "How these figures are made" in printed
+    # The handlers' metric lines go to the handler log, not between the table's lines.
+    assert '"_aws"' not in printed
+
+
+def test_the_handlers_log_and_metric_lines_go_to_a_file_beside_the_results(bench_run):
+    _, printed, out = bench_run
+    handler_log = (out / "handler.log").read_text()
+    assert '"CloudWatchMetrics"' in handler_log
+    assert f"handler log: {out / 'handler.log'}" in printed
 
 
 def test_the_naive_baseline_makes_one_invoke_and_one_publish_call_per_record(bench_run):

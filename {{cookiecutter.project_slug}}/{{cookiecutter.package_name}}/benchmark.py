@@ -8,6 +8,8 @@ Prints a table with the targets, writes <out>/results.json and <out>/latency.png
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -288,7 +290,13 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
     if not model.exists():
         print(f"error: {model} does not exist: run `make train` first", file=sys.stderr)
         return 2
-    results = run_benchmark(options, progress)
+    options.out.mkdir(parents=True, exist_ok=True)
+    handler_log = options.out / "handler.log"
+    # In Lambda the handlers' log and metric lines go to CloudWatch Logs; here, to a file, so the
+    # progress lines and the table are not lost among thousands of them.
+    logging.basicConfig(filename=handler_log, filemode="w", level=logging.INFO, format="%(message)s")
+    with handler_log.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+        results = run_benchmark(options, progress)
     verdicts = judge(results)
     results["targets_met"] = verdicts
     write_json(results, options.out / "results.json")
@@ -313,6 +321,7 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
     )
     missed = [metric for metric, met in verdicts.items() if met is False]
     print(f"\nwrote {options.out / 'results.json'}" + (f" and {options.out / 'latency.png'}" if options.plot else ""))
+    print(f"handler log: {handler_log}")
     if missed:
         print(f"targets missed: {', '.join(missed)}")
     return 0
