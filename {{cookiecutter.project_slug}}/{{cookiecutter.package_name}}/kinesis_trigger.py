@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 # GetRecords returns at most 10,000 records per call.
 MAX_RECORDS_PER_GET = 10_000
 # Lambda polls an idle shard about once a second; a shorter pause keeps local latencies close
-# to the SQS trigger's long poll and costs the emulator little.
+# to the SQS trigger's and costs the emulator little.
 IDLE_POLL_SECONDS = 0.2
 # Pause between GetRecords calls while a batching window is open and the shard has nothing new.
 WINDOW_POLL_SECONDS = 0.05

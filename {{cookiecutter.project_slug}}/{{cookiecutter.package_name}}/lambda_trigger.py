@@ -200,7 +200,7 @@ class SqsTrigger:
         # FIFO only: receipt handle -> when its visibility timeout ends, for records not deleted yet.
         self._invisible_until: dict[str, float] = {}
         # One client for every poller (botocore clients are thread safe), with a connection
-        # per poller so long polls do not queue behind each other.
+        # per poller so their deletes and visibility changes do not queue behind each other.
         self._sqs = boto3.client("sqs", config=Config(max_pool_connections=maximum_concurrency + 2))
         self._event_source_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
