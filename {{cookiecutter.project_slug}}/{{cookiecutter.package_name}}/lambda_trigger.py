@@ -35,6 +35,12 @@ MAX_ENTRIES_PER_DELETE = 10
 IDLE_POLL_SECONDS = 1
 # Pause between a poller's short receives while it waits for records (see SqsTrigger._receive).
 SHORT_POLL_PAUSE_SECONDS = 0.05
+# moto ends the visibility timeouts of one receive's messages one after the other (each was
+# marked received a little after the one before), and a receive that falls between two of them
+# hands out a FIFO group's later records first. So the trigger ends the timeout of a FIFO record
+# its invocation is done with (and did not delete) itself, this much before moto would, for all
+# of them at once.
+FIFO_EARLY_END_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,8 @@ class SqsTrigger:
         `fifo` works around one more moto gap that would break a FIFO queue's order, which SQS
         keeps: once the visibility timeout of several failed records of a group ends, moto hands
         out the group's later records first. So each one is made visible explicitly, with
-        ChangeMessageVisibility 0, as its timeout ends and before the next receive.
+        ChangeMessageVisibility 0, before the next receive and a little before its timeout ends
+        (see FIFO_EARLY_END_SECONDS).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -346,6 +353,7 @@ class SqsTrigger:
                 len(records),
             )
             self._count(failed_batches=1)
+            self._end_timeouts_early(messages)
             return
         # A thread cannot be stopped from outside, so an overrunning handler finishes; what
         # it did is then discarded as Lambda would: nothing is deleted.
@@ -358,6 +366,7 @@ class SqsTrigger:
                 len(records),
             )
             self._count(failed_batches=1, timeouts=1)
+            self._end_timeouts_early(messages)
             return
         message_ids = [record["messageId"] for record in records]
         try:
@@ -365,9 +374,21 @@ class SqsTrigger:
         except InvalidBatchResponse as error:
             log.error("%s: %s; all %d records count as failed", self._function.function_name, error, len(records))
             self._count(failed_batches=1)
+            self._end_timeouts_early(messages)
             return
         self._count(records_reported_failed=len(failed))
         self._delete([message for message in messages if message["MessageId"] not in failed])
+        self._end_timeouts_early([message for message in messages if message["MessageId"] in failed])
+
+    def _end_timeouts_early(self, messages: list[dict[str, Any]]) -> None:
+        """FIFO only: have the next receive end these records' timeouts, FIFO_EARLY_END_SECONDS early."""
+        if not self._fifo:
+            return
+        with self._stats_lock:
+            for message in messages:
+                handle = message["ReceiptHandle"]
+                if handle in self._invisible_until:
+                    self._invisible_until[handle] -= FIFO_EARLY_END_SECONDS
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), MAX_ENTRIES_PER_DELETE):
