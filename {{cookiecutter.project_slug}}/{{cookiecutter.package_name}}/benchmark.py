@@ -8,8 +8,6 @@ Prints a table with the targets, writes <out>/results.json and <out>/latency.png
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from .emulator import REGION, Redelivery, local_aws_environment
 from .endpoint_process import EndpointProcess
 from .handler_bench import HANDLERS, PER_RECORD_CONCURRENCY, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
 from .lambda_trigger import FunctionConfiguration
-from .local_pipeline import ModelMissingError, cold_started_handler
+from .local_pipeline import ModelMissingError, cold_started_handler, handler_log
 from .source import create_source
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
 from .throughput_bench import CEILING_PATH, QUEUE_HOPS, measure_throughput
@@ -291,11 +289,9 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
         print(f"error: {model} does not exist: run `make train` first", file=sys.stderr)
         return 2
     options.out.mkdir(parents=True, exist_ok=True)
-    handler_log = options.out / "handler.log"
-    # In Lambda the handlers' log and metric lines go to CloudWatch Logs; here, to a file, so the
-    # progress lines and the table are not lost among thousands of them.
-    logging.basicConfig(filename=handler_log, filemode="w", level=logging.INFO, format="%(message)s")
-    with handler_log.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+    # The handlers' thousands of log and metric lines would bury the progress lines and the table.
+    handler_log_path = options.out / "handler.log"
+    with handler_log(handler_log_path):
         results = run_benchmark(options, progress)
     verdicts = judge(results)
     results["targets_met"] = verdicts
@@ -321,7 +317,7 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
     )
     missed = [metric for metric, met in verdicts.items() if met is False]
     print(f"\nwrote {options.out / 'results.json'}" + (f" and {options.out / 'latency.png'}" if options.plot else ""))
-    print(f"handler log: {handler_log}")
+    print(f"handler log: {handler_log_path}")
     if missed:
         print(f"targets missed: {', '.join(missed)}")
     return 0

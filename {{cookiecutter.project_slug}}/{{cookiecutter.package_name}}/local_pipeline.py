@@ -371,6 +371,18 @@ class Ledger:
 
 
 @contextmanager
+def handler_log(path: Path) -> Iterator[None]:
+    """Send the handler's log lines and what it prints (its EMF metric lines) to `path`.
+
+    In Lambda both go to CloudWatch Logs; here they go to one file, so the terminal keeps the
+    progress and the summary. One handle serves both, so neither overwrites the other's lines.
+    """
+    with path.open("w", encoding="utf-8") as output, contextlib.redirect_stdout(output):
+        logging.basicConfig(stream=output, level=logging.INFO, format="%(message)s")
+        yield
+
+
+@contextmanager
 def cold_started_handler(project_dir: Path) -> Iterator[Any]:
     """Import app.py afresh, as a Lambda cold start would, and yield the module.
 
@@ -686,12 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the handler's JSON log lines go, so they do not break the progress bar (default local-handler.log)",
     )
     args = parser.parse_args(argv)
-    # In Lambda these lines go to CloudWatch Logs; here they go to a file beside the summary.
-    logging.basicConfig(filename=args.log_file, filemode="w", level=logging.INFO, format="%(message)s")
     try:
-        # What the handler prints (its metric lines) goes to CloudWatch Logs in Lambda: here, to the
-        # same file, so stdout keeps only the summary.
-        with args.log_file.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+        with handler_log(args.log_file):
             summary = run_local_pipeline(
                 args.count,
                 args.seed,

@@ -35,13 +35,18 @@ def deployed_region(project_dir: Path = PROJECT_DIR) -> str:
     return str(json.loads((project_dir / "deploy" / "config.json").read_text())["region"])
 
 
+def on_emulator() -> bool:
+    """Whether the commands act on an emulator (AWS_ENDPOINT_URL is set: `LOCAL=1`) rather than AWS."""
+    return bool(os.environ.get("AWS_ENDPOINT_URL"))
+
+
 def operator_environment(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
     """The stage's environment variables (resource names), with boto3 pointed at the stage's region.
 
     The region is set for the whole process because the destination's reader makes its own
     clients; with an emulator, a region the shell chose is kept.
     """
-    if os.environ.get("AWS_ENDPOINT_URL"):
+    if on_emulator():
         # The region `make serve` created the resources in (see emulator.local_aws_environment).
         os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     else:
@@ -80,7 +85,7 @@ def run_command(command: Callable[[], int]) -> int:
         print(f"error: {error}{hint}", file=sys.stderr)
         return 2
     except EndpointConnectionError as error:
-        hint = " (is `make emulator` running?)" if os.environ.get("AWS_ENDPOINT_URL") else ""
+        hint = " (is `make emulator` running?)" if on_emulator() else ""
         print(f"error: {error}{hint}", file=sys.stderr)
         return 2
     except BotoCoreError as error:

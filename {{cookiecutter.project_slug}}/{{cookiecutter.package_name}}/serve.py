@@ -12,20 +12,24 @@ and `make redrive` (with LOCAL=1) work on them as they would on a deployed stage
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from contextlib import redirect_stdout
 from pathlib import Path
 
 from .destination import create_destination
 from .emulator import Redelivery, local_aws_environment
 from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration
-from .local_pipeline import DEFAULT_CONCURRENCY, LOCAL_TRIGGER_LIMITS, cold_started_handler, declared_event_source
+from .local_pipeline import (
+    DEFAULT_CONCURRENCY,
+    LOCAL_TRIGGER_LIMITS,
+    cold_started_handler,
+    declared_event_source,
+    handler_log,
+)
 from .source import create_source, local_trigger
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
 
@@ -89,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill` stops the trigger as cleanly as Ctrl-C does. (Raising from the handler, not setting
     # an Event: the handler runs in the main thread, which may be inside that Event's wait.)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # In Lambda the handler's log lines and metrics (printed) go to CloudWatch Logs; here to a
-    # file, so the terminal stays readable.
-    with args.log_file.open("w", encoding="utf-8") as log, redirect_stdout(log):
-        logging.basicConfig(stream=log, level=logging.INFO, format="%(message)s")
+    with handler_log(args.log_file):
         try:
             serve(args.stage)
         except KeyboardInterrupt:

@@ -37,8 +37,6 @@ the events never predicted as lost.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import sys
 import time
 from collections import Counter
@@ -48,7 +46,13 @@ from typing import Any, TextIO
 
 from . import naive_handler
 from .fault_plan import PERMANENT_FAULT_CODES, FaultInjection, FaultPlan, FaultTimings
-from .local_pipeline import EXERCISE_TRIGGER_LIMITS, ModelMissingError, PipelineSummary, run_local_pipeline
+from .local_pipeline import (
+    EXERCISE_TRIGGER_LIMITS,
+    ModelMissingError,
+    PipelineSummary,
+    handler_log,
+    run_local_pipeline,
+)
 from .source import TRIGGER_DEAD_LETTER_REASON
 from .stage import PROJECT_DIR, UnknownStageError, patched_environ
 
@@ -350,7 +354,6 @@ def main(argv: list[str] | None = None) -> int:
         "--log-file", type=Path, default=Path("soak-handler.log"), help="handler log lines (default %(default)s)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(filename=args.log_file, filemode="w", level=logging.INFO, format="%(message)s")
     timings = FaultTimings(
         visibility_timeout_seconds=args.visibility_timeout,
         max_receive_count=args.max_receive_count,
@@ -359,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     body_format = "bare" if args.handler == "naive" else "envelope"
     plan = FaultPlan.seeded(args.count, args.fault_rate, args.seed, timings, body_format=body_format)
     try:
-        # What the handler prints (its metric lines) goes to the log file, as to CloudWatch Logs.
-        with args.log_file.open("a") as handler_output, contextlib.redirect_stdout(handler_output):
+        with handler_log(args.log_file):
             ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)
     except (ModelMissingError, UnknownStageError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-{%- if cookiecutter.output_destination == "sqs" %}
-import os
-{%- endif %}
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -42,7 +39,11 @@ from .destination import PredictionReader, create_destination
 {%- else -%}
 from .destination import PredictionReader
 {%- endif %}
+{% if cookiecutter.output_destination == "sqs" -%}
+from .operator_stage import on_emulator, operator_environment, run_command, where
+{%- else -%}
 from .operator_stage import operator_environment, run_command, where
+{%- endif %}
 
 # The prediction is cut to this many characters so each envelope stays on one line.
 SUMMARY_CHARS = 100
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 {%- endif %}
     args = parser.parse_args(argv)
 {%- if cookiecutter.output_destination == "sqs" %}
-    if not args.consume and not os.environ.get("AWS_ENDPOINT_URL"):
+    if not args.consume and not on_emulator():
         print(
             "error: tail takes the predictions it shows off the queue, so its consumer never gets them; "
             "on a queue no consumer reads (a dev stage), run `make tail CONSUME=1`",

@@ -5,8 +5,9 @@ input), the prediction of the newest event, whatever order the events are handle
 write is conditional: it only replaces a stored prediction whose event is older, so a late or
 redelivered older event never overwrites a newer one, and writing the same event twice changes
 nothing. Two events of one key in the same millisecond are ordered by message id, so the same
-one is kept whichever is written first. Each item expires PREDICTION_TTL_DAYS after it was written (DynamoDB's TTL on
-expires_at). The table's stream, when enabled, shows every prediction that was stored.
+one is kept whichever is written first. Each item expires PREDICTION_TTL_DAYS after it was
+written (DynamoDB's TTL on expires_at). The table's stream, when enabled, shows every
+prediction that was stored.
 
 Item layout (the read API depends on it):
     <PARTITION_KEY_FIELD>  S  the key value (the message's group)

@@ -22,7 +22,8 @@ from .sink_faults import fail_calls
 EVENT_TIME_ATTRIBUTE = "event_time_ms"
 EXPIRES_AT_ATTRIBUTE = "expires_at"
 ENVELOPE_ATTRIBUTE = "envelope"
-_LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, "message_id"})
+MESSAGE_ID_ATTRIBUTE = "message_id"
+_LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE})
 # How often the reader asks again while it waits for records.
 POLL_INTERVAL_SECONDS = 0.1
 
@@ -98,12 +99,12 @@ class PredictionReader:
             TableName=self._table_name,
             Key={self._key_field: {"S": key}},
             ConsistentRead=True,
-            ProjectionExpression="#time, message_id",
-            ExpressionAttributeNames={"#time": EVENT_TIME_ATTRIBUTE},
+            ProjectionExpression="#time, #id",
+            ExpressionAttributeNames={"#time": EVENT_TIME_ATTRIBUTE, "#id": MESSAGE_ID_ATTRIBUTE},
         ).get("Item")
         if item is None:
             return False
-        return (int(item[EVENT_TIME_ATTRIBUTE]["N"]), item["message_id"]["S"]) > (event_time_ms, message_id)
+        return (int(item[EVENT_TIME_ATTRIBUTE]["N"]), item[MESSAGE_ID_ATTRIBUTE]["S"]) > (event_time_ms, message_id)
 
     def _read_stored(self) -> list[dict[str, Any]]:
         envelopes: list[dict[str, Any]] = []
