@@ -136,6 +136,7 @@ model/code/requirements.txt
 pyproject.toml
 requirements-dev.lock
 requirements-dev.txt
+requirements-uv.lock
 requirements.txt
 schemas/prediction-envelope.schema.json
 tests/__init__.py
@@ -162,6 +163,7 @@ tests/test_pipeline_stack.py
 tests/test_publishing.py
 tests/test_source.py
 tests/test_telemetry.py
+tests/timing.py
 {package}/__init__.py
 {package}/api_call_counter.py
 {package}/benchmark.py

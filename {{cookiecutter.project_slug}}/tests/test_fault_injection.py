@@ -28,14 +28,19 @@ from {{ cookiecutter.package_name }}.soak import EventOutcome, run_soak
 from {{ cookiecutter.package_name }}.source import TRIGGER_DEAD_LETTER_REASON, record_body, record_message_id
 from {{ cookiecutter.package_name }}.stage import patched_environ
 
-pytestmark = pytest.mark.local_pipeline
+from .timing import TIME_SCALE
 
-# The visibility timeout covers the trigger's one-second batching window plus the function
-# timeout, so a record never comes back while its first invocation still runs, even on a loaded
-# machine (a shorter one made a record now and then published twice in CI).
-FAST = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=2)
-# Throttling makes botocore back off for up to 3 s within one invocation: the visibility
-# timeout must outlast that, or the record comes back while it is still being retried.
+pytestmark = pytest.mark.slow
+
+# The visibility timeout covers the trigger's batching window plus the function timeout, so a
+# record never comes back while its first invocation still runs, even on a loaded machine (a
+# shorter one made a record now and then published twice in CI). Scaled: see timing.py.
+FAST = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=2).scaled(TIME_SCALE)
+# A killed invocation runs in a child process that imports the app first, which can take over a
+# second on a loaded machine: its batch must not come back before it is killed, so not scaled.
+KILLABLE = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=2)
+# Throttling makes botocore back off for up to 3 s within one invocation, in real time: the
+# function and visibility timeouts must outlast that, so these are not scaled.
 PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
 
 
@@ -155,7 +160,7 @@ def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_co
     model_dir, kill_point, published_before_the_kill
 ):
     """A SIGKILLed invocation deletes nothing: its batch comes back after the visibility timeout."""
-    plan = FaultPlan.healthy(10, FAST)
+    plan = FaultPlan.healthy(10, KILLABLE)
     victim = plan.events[2]
     victim.fault, victim.variant = "killed", kill_point
 

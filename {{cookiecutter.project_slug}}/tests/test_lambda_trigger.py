@@ -11,13 +11,23 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }}.emulator import ensure_dead_letter_queue, ensure_queue, local_aws_environment, queue_arn
+from {{ cookiecutter.package_name }}.emulator import (
+    Redelivery,
+    ensure_dead_letter_queue,
+    ensure_queue,
+    local_aws_environment,
+    queue_arn,
+    receive_and_delete,
+)
 from {{ cookiecutter.package_name }}.lambda_trigger import (
     FunctionConfiguration,
     InvalidBatchResponse,
     SqsTrigger,
     batch_item_failures,
 )
+
+# Every test here waits on the emulator's queue timeouts.
+pytestmark = pytest.mark.slow
 
 # Short enough that redelivery tests wait about a second, long enough that a batch is never
 # redelivered while the handler is still working on it.
@@ -263,6 +273,59 @@ def test_an_invocation_past_the_function_timeout_deletes_nothing(sqs, queues):
 
     assert handler.deliveries("slow") == ["1", "2"]
     assert running.stats.timeouts == 1
+
+
+@pytest.fixture
+def slow_queues(sqs) -> Queues:
+    """Like `queues`, but the queue itself keeps a record invisible for a minute: longer than any wait here."""
+    suffix = uuid.uuid4().hex[:8]
+    dead_letter_url = ensure_dead_letter_queue(sqs, f"dead-letters-{suffix}")
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dead_letter_url), "maxReceiveCount": MAX_RECEIVE_COUNT}
+    features_url = ensure_queue(sqs, f"features-{suffix}", VisibilityTimeout="60", RedrivePolicy=json.dumps(redrive))
+    return Queues(features_url, queue_arn(sqs, features_url), dead_letter_url)
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo-settings"])
+def test_a_failed_record_comes_back_when_the_triggers_scaled_timeout_ends_not_the_queues(sqs, slow_queues, fifo):
+    """Scaled time: the trigger ends a failed record's timeout itself, long before the queue would."""
+    def fail_one_record_once(event, records):
+        failed = [r for r in records if r["body"] == "fails-once" and first_delivery(r)]
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failed]}
+
+    handler = RecordingHandler(fail_one_record_once)
+    send(sqs, slow_queues.features_url, ["fails-once", "fine"])
+    # WAIT_SECONDS (30) is shorter than the queue's 60 s: only the trigger can bring the record back in time.
+    with trigger(handler, slow_queues, visibility_timeout_seconds=0.25, batch_size=2, fifo=fifo) as running:
+        wait_until(lambda: running.stats.records_deleted == 2)
+
+    assert handler.deliveries("fails-once") == ["1", "2"]
+    assert handler.deliveries("fine") == ["1"]
+
+
+def test_redrive_follows_the_scaled_timeout_too(sqs, slow_queues):
+    """A record that keeps failing reaches the dead-letter queue after maxReceiveCount scaled timeouts."""
+    handler = RecordingHandler(
+        lambda event, records: {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+    )
+    send(sqs, slow_queues.features_url, ["always-fails"])
+    moved = []
+    with trigger(handler, slow_queues, visibility_timeout_seconds=0.25):
+        wait_until(lambda: bool(moved.extend(receive_and_delete(sqs, slow_queues.dead_letter_url)) or moved))
+
+    assert [message["Body"] for message in moved] == ["always-fails"]
+    assert handler.deliveries("always-fails") == ["1", "2"]
+
+
+def test_a_scaled_timeout_longer_than_the_queues_is_refused(sqs, slow_queues):
+    """The queue would bring the record back first, so such a trigger would not keep its word."""
+    with pytest.raises(ValueError, match="queue's own"):
+        trigger(RecordingHandler(), slow_queues, visibility_timeout_seconds=61)
+
+
+@pytest.mark.parametrize(("scaled", "on_the_queue"), [(0.25, 2), (1.5, 3), (3, 3), (180, 180)])
+def test_the_queue_gets_whole_seconds_longer_than_a_fractional_timeout(scaled, on_the_queue):
+    """SQS takes whole seconds; the queue's timeout must outlast the trigger's, so the trigger ends it."""
+    assert Redelivery(visibility_timeout_seconds=scaled).queue_visibility_timeout_seconds == on_the_queue
 
 
 def test_the_event_and_context_have_lambdas_shape(sqs, queues):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import threading
@@ -76,8 +77,16 @@ class Redelivery:
     # Deliveries before the record goes to the dead-letter queue (an SQS redrive policy's
     # maxReceiveCount; a Kinesis trigger's MaximumRetryAttempts + 1). None: it keeps coming back.
     max_receive_count: int | None = MAX_RECEIVE_COUNT
-    # How long a delivered SQS record stays invisible before it may come back.
-    visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS
+    # How long a delivered SQS record stays invisible before it may come back. A fraction of a
+    # second is scaled time for tests: see queue_visibility_timeout_seconds.
+    visibility_timeout_seconds: float = VISIBILITY_TIMEOUT_SECONDS
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        """The timeout the queue itself gets. SQS takes whole seconds: a fractional timeout is
+        rounded up past it on the queue, and the local trigger ends each record's on time itself."""
+        whole = math.ceil(self.visibility_timeout_seconds)
+        return whole if whole == self.visibility_timeout_seconds else whole + 1
 
 
 def ensure_queue(sqs: Any, name: str, **attributes: str) -> str:

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,9 +80,9 @@ log = logging.getLogger(__name__)
 class FaultTimings:
     """The queue and function settings a run uses, which the faults are sized against."""
 
-    visibility_timeout_seconds: int = 3
+    visibility_timeout_seconds: float = 3
     max_receive_count: int = 3
-    function_timeout_seconds: int = 3
+    function_timeout_seconds: float = 3
     deadline_reserve_ms: int = 1000
     max_record_bytes: int = 256 * 1024
 
@@ -96,6 +96,19 @@ class FaultTimings:
         if self.function_timeout_seconds * 1000 <= self.deadline_reserve_ms:
             raise ValueError("the function timeout must be longer than the deadline reserve")
 
+    def scaled(self, factor: float) -> FaultTimings:
+        """The same timings with every duration (visibility timeout, function timeout, deadline
+        reserve) multiplied by `factor`: the same faults, played faster or slower.
+
+        Durations the pipeline does not set stay real: botocore's backoff between retries, for one.
+        """
+        return replace(
+            self,
+            visibility_timeout_seconds=self.visibility_timeout_seconds * factor,
+            function_timeout_seconds=self.function_timeout_seconds * factor,
+            deadline_reserve_ms=round(self.deadline_reserve_ms * factor),
+        )
+
     @property
     def outage_seconds(self) -> float:
         """Longer than maxReceiveCount x visibility timeout: a record the outage catches first fails
@@ -105,7 +118,7 @@ class FaultTimings:
     @property
     def slow_answer_ms(self) -> int:
         """An answer that arrives after the deadline has passed but before the function times out."""
-        return self.function_timeout_seconds * 1000 - self.deadline_reserve_ms // 2
+        return round(self.function_timeout_seconds * 1000 - self.deadline_reserve_ms / 2)
 
     def handler_environment(self) -> dict[str, str]:
         """The handler settings the faults are sized against."""

@@ -7,6 +7,10 @@ until the batching window closes; Lambda-shaped SQS events and contexts; ReportB
 past the function timeout or a malformed response fails the whole batch). Failed records stay in
 the queue, so its visibility timeout and redrive policy decide when they come back and when they
 move to the dead-letter queue, as in AWS.
+
+Time can be scaled: SQS takes visibility timeouts in whole seconds, so a test that wants a
+record back after 0.75 s gives the queue a longer timeout and the trigger a shorter one, and the
+trigger makes the record visible itself (ChangeMessageVisibility 0) when the shorter one ends.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ class FunctionConfiguration:
     """The Lambda function the trigger invokes: what its context reports and its timeout."""
 
     function_name: str
-    timeout_seconds: int
+    # Lambda takes whole seconds; scaled time in tests makes it a fraction.
+    timeout_seconds: float
     memory_size_mb: int
 
 
@@ -174,6 +179,7 @@ class SqsTrigger:
         maximum_concurrency: int = 2,
         records_done: Callable[[Sequence[str]], None] | None = None,
         fifo: bool = False,
+        visibility_timeout_seconds: float | None = None,
     ) -> None:
         """`records_done`, if given, is called with the message ids of each batch's records the
         handler did not report as failed, once they are deleted: the handler is done with them.
@@ -190,6 +196,10 @@ class SqsTrigger:
         out the group's later records first. So each one is made visible explicitly, with
         ChangeMessageVisibility 0, before the next receive and a little before its timeout ends
         (see FIFO_EARLY_END_SECONDS).
+
+        `visibility_timeout_seconds`, if given, is the timeout the trigger keeps, at most the
+        queue's own: the trigger makes each record it did not delete visible again itself once
+        that much time has passed since it was received. Tests use it to scale time down.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -203,8 +213,8 @@ class SqsTrigger:
         self._concurrency = maximum_concurrency
         self._records_done = records_done
         self._receive_turn = threading.Lock()
-        self._fifo = fifo
-        # FIFO only: receipt handle -> when its visibility timeout ends, for records not deleted yet.
+        # Receipt handle -> when its visibility timeout ends, for records not deleted yet; kept
+        # only when the trigger ends timeouts itself (see _ends_timeouts).
         self._invisible_until: dict[str, float] = {}
         # One client for every poller (botocore clients are thread safe), with a connection
         # per poller so their deletes and visibility changes do not queue behind each other.
@@ -214,11 +224,22 @@ class SqsTrigger:
         ]["QueueArn"]
         # arn:aws:sqs:<region>:<account>:<name>
         _, _, _, self._region, self._account_id, _ = self._event_source_arn.split(":", 5)
-        self._visibility_timeout = int(
+        queue_timeout = int(
             self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"][
                 "VisibilityTimeout"
             ]
         )
+        if visibility_timeout_seconds is not None and not 0 <= visibility_timeout_seconds <= queue_timeout:
+            raise ValueError(
+                f"visibility_timeout_seconds must be from 0 to the queue's own ({queue_timeout} s), "
+                f"got {visibility_timeout_seconds}"
+            )
+        self._visibility_timeout = queue_timeout if visibility_timeout_seconds is None else visibility_timeout_seconds
+        # A shorter timeout than the queue's is ended by the trigger, and so is a FIFO queue's
+        # (see FIFO_EARLY_END_SECONDS); otherwise the queue ends timeouts itself, as in AWS.
+        self._ends_timeouts = fifo or self._visibility_timeout < queue_timeout
+        # FIFO only, when the queue's own timeout would end at the same time: end it earlier.
+        self._early_end_seconds = FIFO_EARLY_END_SECONDS if fifo and self._visibility_timeout == queue_timeout else 0.0
         self._stats = TriggerStats()
         self._stats_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -303,7 +324,7 @@ class SqsTrigger:
                 # A poller that waited its turn through stop() must not receive any more.
                 if self._stopping.is_set():
                     return []
-                if self._fifo:
+                if self._ends_timeouts:
                     self._make_visible_what_is_due()
                 # Taken before the call, so a timeout is never thought to end later than it does.
                 invisible_until = time.monotonic() + self._visibility_timeout
@@ -315,7 +336,7 @@ class SqsTrigger:
                     MessageAttributeNames=["All"],
                 )
                 messages = response.get("Messages", [])
-                if self._fifo:
+                if self._ends_timeouts:
                     with self._stats_lock:
                         self._invisible_until.update((m["ReceiptHandle"], invisible_until) for m in messages)
             remaining = gives_up - time.monotonic()
@@ -359,7 +380,7 @@ class SqsTrigger:
         # it did is then discarded as Lambda would: nothing is deleted.
         if time.monotonic() - started > self._function.timeout_seconds:
             log.error(
-                "%s timed out after %d s (request %s); all %d records return after the visibility timeout",
+                "%s timed out after %g s (request %s); all %d records return after the visibility timeout",
                 self._function.function_name,
                 self._function.timeout_seconds,
                 context.aws_request_id,
@@ -382,13 +403,13 @@ class SqsTrigger:
 
     def _end_timeouts_early(self, messages: list[dict[str, Any]]) -> None:
         """FIFO only: have the next receive end these records' timeouts, FIFO_EARLY_END_SECONDS early."""
-        if not self._fifo:
+        if not self._early_end_seconds:
             return
         with self._stats_lock:
             for message in messages:
                 handle = message["ReceiptHandle"]
                 if handle in self._invisible_until:
-                    self._invisible_until[handle] -= FIFO_EARLY_END_SECONDS
+                    self._invisible_until[handle] -= self._early_end_seconds
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), MAX_ENTRIES_PER_DELETE):
@@ -404,7 +425,7 @@ class SqsTrigger:
                 log.warning("could not delete %s: %s", chunk[int(failure["Id"])]["MessageId"], failure.get("Message"))
             deleted = response.get("Successful", [])
             self._count(records_deleted=len(deleted))
-            if self._fifo:
+            if self._ends_timeouts:
                 with self._stats_lock:
                     for entry in deleted:
                         self._invisible_until.pop(chunk[int(entry["Id"])]["ReceiptHandle"], None)

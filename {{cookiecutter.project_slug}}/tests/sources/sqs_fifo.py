@@ -15,11 +15,13 @@ from {{ cookiecutter.package_name }}.local_pipeline import EXERCISE_TRIGGER_LIMI
 from {{ cookiecutter.package_name }}.source import EventSender, create_source, dead_lettered_message_ids, record_body
 from {{ cookiecutter.package_name }}.stage import patched_environ
 
+from .timing import TIME_SCALE
+
 ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_NAME": "dead-letters-test.fifo"}
 # The visibility timeout outlasts the function timeout (a FIFO trigger has no batching window)
 # with room to spare, so no record comes back while its invocation still runs, even on a loaded
-# machine: that would put two deliveries of one group in flight at once.
-TIMINGS = FaultTimings(visibility_timeout_seconds=10, max_receive_count=3, function_timeout_seconds=5)
+# machine: that would put two deliveries of one group in flight at once. Scaled: see timing.py.
+TIMINGS = FaultTimings(visibility_timeout_seconds=3, max_receive_count=3, function_timeout_seconds=2).scaled(TIME_SCALE)
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ class DeliveryOrder:
         return invoke
 
 
-@pytest.mark.local_pipeline
+@pytest.mark.slow
 def test_a_failure_mid_group_holds_back_the_rest_of_its_group_and_no_other_group(model_dir):
     """FIFO's promise end to end: a later event of a group is never published before an earlier one."""
     plan = FaultPlan.healthy(10, TIMINGS)

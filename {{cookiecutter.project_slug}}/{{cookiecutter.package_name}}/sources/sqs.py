@@ -44,7 +44,7 @@ def create_source(environment: Mapping[str, str], redelivery: Redelivery) -> Fea
     url = ensure_queue(
         sqs,
         environment["FEATURES_QUEUE_NAME"],
-        VisibilityTimeout=str(redelivery.visibility_timeout_seconds),
+        VisibilityTimeout=str(redelivery.queue_visibility_timeout_seconds),
         RedrivePolicy=redrive_policy,
     )
     return FeaturesSource(url=url, arn=queue_arn(sqs, url), dead_letter_url=dead_letter_url)
@@ -92,6 +92,7 @@ def local_trigger(
         batching_window_seconds=batching_window_seconds,
         maximum_concurrency=maximum_concurrency,
         records_done=records_done,
+        visibility_timeout_seconds=redelivery.visibility_timeout_seconds,
     )
 
 
