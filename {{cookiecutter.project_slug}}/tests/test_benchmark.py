@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 HANDLERS = list(HANDLER_LABELS)
 CAN_PLOT = importlib.util.find_spec("matplotlib") is not None
 
-pytestmark = pytest.mark.local_pipeline
+pytestmark = pytest.mark.slow
 {%- if cookiecutter.output_destination == "dynamodb" %}
 # A conditional write cannot be batched: the handler makes one PutItem per record, as the naive
 # handler does (unconditionally).

@@ -313,6 +313,8 @@ def test_the_model_archive_is_reproducible(model_dir, tmp_path):
     assert first == second
 
 
+# Slow tier: importing the SageMaker SDK takes seconds.
+@pytest.mark.slow
 def test_the_image_is_looked_up_with_the_sagemaker_sdk_when_not_given():
     pytest.importorskip("sagemaker.core.image_uris", reason="sagemaker-core is not installed")
     from deploy.image_uri import resolve_image_uri

@@ -58,6 +58,8 @@ def create_source(settings) -> None:
     )
 
 
+# Slow tier: a real `chalice deploy` into moto takes seconds.
+@pytest.mark.slow
 def test_chalice_deploy_then_the_fix_up_turns_on_report_batch_item_failures(moto_server, project_copy):
     """The fix-up is what makes a plain `chalice deploy` safe: without it partial failures are mishandled."""
     settings = load_settings("dev")

@@ -14,6 +14,9 @@ from {{ cookiecutter.package_name }}.emulator import ensure_dead_letter_queue, r
 from {{ cookiecutter.package_name }}.kinesis_trigger import KinesisTrigger
 from {{ cookiecutter.package_name }}.lambda_trigger import FunctionConfiguration
 
+# Every test here polls a stream in the emulator and waits on the trigger.
+pytestmark = pytest.mark.slow
+
 WAIT_SECONDS = 30
 FUNCTION = FunctionConfiguration(function_name="test-dev-handle_feature_events", timeout_seconds=10, memory_size_mb=512)
 

@@ -29,7 +29,7 @@ ENVELOPE_KEYS = {
 }  # fmt: skip
 
 
-@pytest.mark.local_pipeline
+@pytest.mark.slow
 def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
     """The pipeline's promise: nothing a producer sends disappears without a trace."""
     events = sample_events(COUNT, SEED, MALFORMED_RATE)

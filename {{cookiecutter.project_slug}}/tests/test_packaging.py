@@ -85,6 +85,8 @@ def the_trigger(template: dict[str, Any]) -> dict[str, Any]:
     return trigger
 
 
+# Slow tier: cfn-lint takes about a second a template; the contract checks below stay fast.
+@pytest.mark.slow
 def test_cfn_lint_passes_on_the_packaged_template(packaged):
     """cfn-lint knows CloudFormation's and SAM's rules; `make deploy` runs it too, so a failure here fails a deploy."""
     matches = lint(packaged["path"].read_text(), regions=[packaged["settings"].region])
