@@ -1,37 +1,137 @@
-"""Slow tier: bake each curated combination and run the generated project's own test suite."""
+"""Slow tier: bake the combinations that behave differently and run each project's whole suite.
+
+Each run is the generated project's own `make test-all` (lint, the fast tier, and the
+local-pipeline, trigger, fault and soak tests). The fast tier already bakes, lints and checks
+every row of test_bake.COMBINATIONS; this tier runs the suites of the rows whose behaviour
+differs, chosen by what each adds:
+
+- every source and every destination at least once;
+- the ordered SQS source (FIFO) with each destination, since holding a group back and
+  redelivering it meets each destination differently (a FIFO queue of predictions, a topic, a
+  stream's partitions, a table where the newest event wins);
+- the Kinesis source with a table and with a stream, since its retries republish the rest of a
+  batch, which a table refuses as not newer and a stream takes again;
+- the other answers that change the handler's code path (per-record calls, JSON Lines, X-Ray)
+  ride along on those rows.
+
+The rows left out (a standard queue with SNS, Kinesis or a table; Kinesis with SQS or SNS)
+differ from the rows kept only in files the fast tier checks on every bake.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from baking import bake_into
-from test_bake import COMBINATIONS, combination_id
+from suite_runner import cpu_hog, run_suite
 
-# A generated suite that hangs must fail this tier, not stall it.
+# A generated suite that hangs must fail this tier, not stall it; the failure names the tests
+# still running. Generous: a suite takes one to two minutes on a loaded 2-core machine.
 SUITE_TIMEOUT_SECONDS = 600
+# pytest processes inside each suite; the template runs several suites at once.
+SUITE_WORKERS = 2
+
+SUITE_COMBINATIONS = [
+    pytest.param({"input_source": "sqs-fifo"}, id="sqs-fifo->sqs-fifo"),
+    pytest.param(
+        {
+            "input_source": "sqs-fifo",
+            "output_destination": "sns",
+            "endpoint_call_mode": "per-record",
+            "endpoint_content_type": "application/jsonlines",
+            "xray_tracing": "active",
+        },
+        id="sqs-fifo->sns,per-record,jsonlines,xray",
+    ),
+    pytest.param({"input_source": "sqs-fifo", "output_destination": "kinesis"}, id="sqs-fifo->kinesis"),
+    pytest.param(
+        {"input_source": "sqs-fifo", "output_destination": "dynamodb", "read_api_auth": "none"},
+        id="sqs-fifo->dynamodb,read_api_auth:none",
+    ),
+    pytest.param(
+        {
+            "input_source": "kinesis",
+            "output_destination": "dynamodb",
+            "batch_size": "500",
+            "xray_tracing": "active",
+        },
+        id="kinesis->dynamodb,batch_size:500,xray",
+    ),
+    pytest.param(
+        {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
+        id="kinesis->kinesis",
+    ),
+]
+
+# Every source and every destination runs its suite: the default project (SQS to SQS) runs
+# below, under load.
+assert {row.values[0].get("input_source") for row in SUITE_COMBINATIONS} | {"sqs"} == {
+    "sqs",
+    "sqs-fifo",
+    "kinesis",
+}
+assert {row.values[0].get("output_destination", "sqs") for row in SUITE_COMBINATIONS} == {
+    "sqs",
+    "sns",
+    "kinesis",
+    "dynamodb",
+}
+
+
+def make_test_all(project_dir: Path) -> list[str]:
+    """Build the project's `make test-all` command, on the template's environment (it holds the lock)."""
+    venv = Path(sys.prefix)
+    # -o: the shared environment is up to date; never rebuild it from the project's lock.
+    return ["make", "test-all", f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("answers", COMBINATIONS, ids=combination_id)
+@pytest.mark.parametrize("answers", SUITE_COMBINATIONS)
 def test_each_baked_project_passes_its_own_tests(answers: dict[str, str], tmp_path: Path) -> None:
-    """Every combination must generate a project whose own tests pass out of the box."""
+    """Every combination that behaves differently generates a project whose own suite passes."""
     result = bake_into(tmp_path, answers)
     assert result.succeeded, result.error
-    # The shared venv already holds the generated project's dependencies; a fresh bake per test
-    # keeps the fast tier's baked copies untouched by what the suite writes.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    suite = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=result.project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT_SECONDS,
-        check=False,
+    assert result.project_dir is not None
+    suite = run_suite(make_test_all(result.project_dir), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    assert suite.passed, suite.report()
+
+
+@pytest.mark.slow
+def test_the_default_project_passes_its_own_tests_with_a_cpu_hog_beside_it(tmp_path: Path) -> None:
+    """No generated test may depend on an idle machine: one core stays busy for the whole suite."""
+    result = bake_into(tmp_path, {})
+    assert result.succeeded, result.error
+    assert result.project_dir is not None
+    with cpu_hog() as hog:
+        suite = run_suite(make_test_all(result.project_dir), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    assert suite.passed, suite.report()
+    # The hog really ran: it spun for most of the suite (at least a few seconds of CPU).
+    assert hog.cpu_seconds > 5
+
+
+def test_a_suite_past_its_limit_is_stopped_and_names_the_test_still_running(tmp_path: Path) -> None:
+    """A hung suite must fail with the test it hung in, not with a bare timeout."""
+    (tmp_path / "test_suite.py").write_text(
+        textwrap.dedent(
+            """
+            import threading
+
+            def test_finishes():
+                pass
+
+            def test_hangs():
+                threading.Event().wait()
+            """
+        ),
+        encoding="utf-8",
     )
-    assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-2000:]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_suite.py"]
+    suite = run_suite(command, tmp_path, timeout_seconds=10)
+
+    assert suite.returncode is None
+    assert suite.running == ["test_suite.py::test_hangs"]
+    assert "tests still running:\n  test_suite.py::test_hangs" in suite.report()
