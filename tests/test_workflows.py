@@ -136,10 +136,11 @@ def test_the_generated_workflow_runs_the_projects_lint_and_tests(baked_workflow:
     assert {"push", "pull_request"} <= set(workflow["on"])
     commands = run_commands(workflow)
     assert "make lint" in commands
-    assert "make test" in commands
+    # Both tiers: `make test` alone would leave the fault and soak tests out of CI.
+    assert "make test-all" in commands
     makefile = (baked_workflow["project"] / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^lint:", makefile, flags=re.MULTILINE)
-    assert re.search(r"^test:", makefile, flags=re.MULTILINE)
+    assert re.search(r"^test-all:", makefile, flags=re.MULTILINE)
 
 
 def test_the_generated_workflow_uses_the_lambda_runtimes_python(baked_workflow: dict[str, Any]) -> None:

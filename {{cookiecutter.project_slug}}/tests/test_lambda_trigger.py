@@ -288,6 +288,7 @@ def slow_queues(sqs) -> Queues:
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo-settings"])
 def test_a_failed_record_comes_back_when_the_triggers_scaled_timeout_ends_not_the_queues(sqs, slow_queues, fifo):
     """Scaled time: the trigger ends a failed record's timeout itself, long before the queue would."""
+
     def fail_one_record_once(event, records):
         failed = [r for r in records if r["body"] == "fails-once" and first_delivery(r)]
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failed]}
