@@ -6,9 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROJECT_LOCK := {{cookiecutter.project_slug}}/requirements-dev.lock
 # The generated Lambda targets python3.12 or 3.13; develop on one when this machine has it
-# (a pyenv install counts), otherwise on any Python 3.11 or newer.
+# (a pyenv install counts), otherwise on any Python 3.12 or newer (the lock needs 3.12).
 PYTHON ?= $(shell for candidate in python3.12 python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[23].*/bin/python3 2>/dev/null) python3; do \
-	"$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo "$$candidate"; break; }; done)
+	"$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo "$$candidate"; break; }; done)
 # .venv is built with uv (seconds) from the hashed requirements-test.lock. uv comes from PATH, or
 # else is installed once into .venv-uv with pip, pinned by version and hash in the project's
 # requirements-uv.lock. `make UV=` builds .venv with python -m venv and pip instead (minutes).
@@ -37,7 +37,7 @@ help: ## List the targets
 # holds the generated project's pinned tools plus cookiecutter's. Both ways install in
 # hash-checking mode: a package whose hash is not in the lock is refused.
 $(VENV)/.installed: requirements-test.lock | $(filter $(UV_BOOTSTRAP)/bin/uv,$(UV))
-	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found; install python3.12" >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; install python3.12" >&2; exit 1; }
 ifeq ($(UV),)
 	@echo "Creating $(VENV) with $(PYTHON) using pip (first run only; minutes)..."
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ endif
 	@touch $@
 
 $(UV_BOOTSTRAP)/bin/uv: $(UV_LOCK)
-	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found; install python3.12" >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; install python3.12" >&2; exit 1; }
 	@echo "Installing uv into $(UV_BOOTSTRAP) from $(UV_LOCK) (first run only)..."
 	rm -rf $(UV_BOOTSTRAP) && $(PYTHON) -m venv $(UV_BOOTSTRAP)
 	$(UV_BOOTSTRAP)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r '$(UV_LOCK)'
