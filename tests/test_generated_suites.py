@@ -32,8 +32,9 @@ from test_bake import combination_id
 # A generated suite that hangs must fail this tier, not stall it; the failure names the tests
 # still running. Generous: a suite takes one to two minutes on a loaded 2-core machine.
 SUITE_TIMEOUT_SECONDS = 600
-# pytest processes inside each suite; the template runs several suites at once.
-SUITE_WORKERS = 2
+# pytest processes inside each suite: the template already runs several suites at once, and one
+# worker collects the suite and starts its emulators once instead of twice.
+SUITE_WORKERS = 1
 
 SUITE_COMBINATIONS = [
     {"input_source": "sqs-fifo", "output_destination": "dynamodb", "read_api_auth": "none"},
