@@ -24,9 +24,12 @@ export UV_PYTHON_DOWNLOADS := never
 DEMO_DIR := build/demo
 DEMO_PROJECT := $(DEMO_DIR)/product-recommendations
 COUNT ?= 300
-# Test processes: the slow tier runs a dozen baked projects' suites, which mostly wait on queue
-# timeouts, so three at a time keep a 2-core CI machine busy without starving them.
-TEST_WORKERS ?= 3
+# The slow tier runs four baked projects' suites, one per pytest worker, so all four start at
+# once; they mostly wait on queue timeouts. The fast tier runs beside it in its own workers: one
+# pytest run for both would queue some suites behind others or behind the fast tests.
+SLOW_WORKERS ?= 4
+FAST_WORKERS ?= 2
+TEST_LOG := build/test-fast.log
 
 .PHONY: help demo test test-fast lock clean
 
@@ -61,13 +64,19 @@ demo: $(VENV)/.installed ## Bake a project with the defaults into build/demo and
 	$(PY) -m cookiecutter --no-input --output-dir $(DEMO_DIR) .
 	$(MAKE) -C $(DEMO_PROJECT) local VENV=$(abspath $(VENV)) COUNT=$(COUNT) -o $(abspath $(VENV))/.installed
 
-test: $(VENV)/.installed ## Run the template's whole test suite (bakes projects and runs their suites)
+test: $(VENV)/.installed ## Run the template's whole test suite: the fast tier beside the slow tier (baked suites)
 	$(PY) -m ruff check hooks tests
 	$(PY) -m ruff format --check hooks tests
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	@mkdir -p $(dir $(TEST_LOG))
+	@echo "Fast tier in the background (output in $(TEST_LOG), shown at the end); slow tier here:"
+	@$(PY) -m pytest -n $(FAST_WORKERS) --dist worksteal -m "not slow" > $(TEST_LOG) 2>&1 & fast=$$!; \
+	$(PY) -m pytest -n $(SLOW_WORKERS) --dist load -m slow -v; slow=$$?; \
+	wait $$fast; fast=$$?; \
+	echo "--- fast tier ---"; cat $(TEST_LOG); \
+	test $$slow -eq 0 && test $$fast -eq 0
 
-test-fast: $(VENV)/.installed ## The template tests without running each baked project's own suite
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+test-fast: $(VENV)/.installed ## The fast tier alone: hooks, environments, every combination baked and checked (seconds)
+	$(PY) -m pytest -n $(FAST_WORKERS) --dist worksteal -m "not slow"
 
 # The project lock must cover every option: it is baked with the optional pins (X-Ray) and locked
 # by the project's own `make lock`. The template's lock then adds its test tools to those pins.
