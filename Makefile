@@ -24,10 +24,10 @@ export UV_PYTHON_DOWNLOADS := never
 DEMO_DIR := build/demo
 DEMO_PROJECT := $(DEMO_DIR)/product-recommendations
 COUNT ?= 300
-# The slow tier runs four baked projects' suites, one per pytest worker, so all four start at
-# once; they mostly wait on queue timeouts. The fast tier runs beside it in its own workers: one
-# pytest run for both would queue some suites behind others or behind the fast tests.
-SLOW_WORKERS ?= 4
+# The slow tier runs six baked projects' suites, one per pytest worker, so all six start at
+# once; the longer ones mostly wait on queue timeouts. The fast tier runs beside it in its own
+# workers: one pytest run for both would queue some suites behind others or the fast tests.
+SLOW_WORKERS ?= 6
 FAST_WORKERS ?= 2
 TEST_LOG := build/test-fast.log
 

@@ -11,10 +11,13 @@ four whose behaviour differs most, chosen by what each adds:
 - Kinesis to a stream: retries from a sequence number republish the rest of a batch, and the
   on-failure destination gets pointers, not records.
 
-Together they run every source and every destination. Left out, for the time they would cost:
-FIFO to a FIFO queue or to a stream, and Kinesis to a table; their own suites differ from the
-rows kept in the expected duplicate counts of a few fault tests, which `make test-all` in a
-project of that shape runs.
+Together they run every source and every destination. Two more shapes run their fast tier
+(`make test`: handler, packaging, IAM and deploy contracts), for what only they have: the longest
+names the answers allow (every generated name must stay within AWS's limits) and every number at
+its maximum with a serverless endpoint. Left out, for the time they would cost: FIFO to a FIFO
+queue or to a stream, and Kinesis to a table; their own suites differ from the rows kept in the
+expected duplicate counts of a few fault tests, which `make test-all` in a project of that shape
+runs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pytest
 
 from baking import bake_into
 from suite_runner import cpu_hog, run_suite
-from test_bake import combination_id
+from test_bake import COMBINATIONS, combination_id
 
 # A generated suite that hangs must fail this tier, not stall it; the failure names the tests
 # still running. Generous: a suite takes one to two minutes on a loaded 2-core machine.
@@ -48,6 +51,12 @@ SUITE_COMBINATIONS = [
     {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
 ]
 
+# Fast tier only: what these add is in their names and numbers, not in the pipeline's behaviour.
+FAST_TIER_COMBINATIONS = [combination for combination in COMBINATIONS if "project_slug" in combination] + [
+    combination for combination in COMBINATIONS if combination.get("endpoint_kind") == "serverless"
+]
+assert len(FAST_TIER_COMBINATIONS) == 2, "test_bake.COMBINATIONS lost its long-names or its maximums row"
+
 # Every source and every destination runs its suite: the default project (SQS to SQS) runs
 # below, under load.
 assert {row.get("input_source") for row in SUITE_COMBINATIONS} | {"sqs"} == {
@@ -63,11 +72,11 @@ assert {row.get("output_destination", "sqs") for row in SUITE_COMBINATIONS} | {"
 }
 
 
-def make_test_all(project_dir: Path) -> list[str]:
-    """Build the project's `make test-all` command, on the template's environment (it holds the lock)."""
+def make(target: str) -> list[str]:
+    """Build the project's `make <target>` command, on the template's environment (it holds the lock)."""
     venv = Path(sys.prefix)
     # -o: the shared environment is up to date; never rebuild it from the project's lock.
-    return ["make", "test-all", f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
+    return ["make", target, f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
 
 
 @pytest.mark.slow
@@ -77,7 +86,20 @@ def test_each_baked_project_passes_its_own_tests(answers: dict[str, str], tmp_pa
     result = bake_into(tmp_path, answers)
     assert result.succeeded, result.error
     assert result.project_dir is not None
-    suite = run_suite(make_test_all(result.project_dir), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    suite = run_suite(make("test-all"), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    assert suite.passed, suite.report()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answers", FAST_TIER_COMBINATIONS, ids=combination_id)
+def test_the_longest_names_and_the_largest_numbers_pass_the_fast_tier(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    """Names and numbers at their limits still make a project whose contracts hold."""
+    result = bake_into(tmp_path, answers)
+    assert result.succeeded, result.error
+    assert result.project_dir is not None
+    suite = run_suite(make("test"), result.project_dir, SUITE_TIMEOUT_SECONDS)
     assert suite.passed, suite.report()
 
 
@@ -88,7 +110,7 @@ def test_the_default_project_passes_its_own_tests_with_a_cpu_hog_beside_it(tmp_p
     assert result.succeeded, result.error
     assert result.project_dir is not None
     with cpu_hog() as hog:
-        suite = run_suite(make_test_all(result.project_dir), result.project_dir, SUITE_TIMEOUT_SECONDS)
+        suite = run_suite(make("test-all"), result.project_dir, SUITE_TIMEOUT_SECONDS)
     assert suite.passed, suite.report()
     # The hog really ran: it spun for most of the suite (at least a few seconds of CPU).
     assert hog.cpu_seconds > 5
