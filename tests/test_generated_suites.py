@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from baking import bake_into
-from suite_runner import cpu_hog, run_suite
+from suite_runner import SuiteRun, cpu_hog, run_suite
 from test_bake import COMBINATIONS, combination_id
 
 # A generated suite that hangs must fail this tier, not stall it; the failure names the tests
@@ -72,21 +72,27 @@ assert {row.get("output_destination", "sqs") for row in SUITE_COMBINATIONS} | {"
 }
 
 
-def make(target: str) -> list[str]:
-    """Build the project's `make <target>` command, on the template's environment (it holds the lock)."""
+def baked_project(tmp_path: Path, answers: dict[str, str]) -> Path:
+    """Bake the answers into tmp_path and return the project folder."""
+    result = bake_into(tmp_path, answers)
+    assert result.succeeded, result.error
+    assert result.project_dir is not None
+    return result.project_dir
+
+
+def run_make(project_dir: Path, target: str) -> SuiteRun:
+    """Run the project's `make <target>` on the template's environment, which holds its lock."""
     venv = Path(sys.prefix)
     # -o: the shared environment is up to date; never rebuild it from the project's lock.
-    return ["make", target, f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
+    command = ["make", target, f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
+    return run_suite(command, project_dir, SUITE_TIMEOUT_SECONDS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("answers", SUITE_COMBINATIONS, ids=combination_id)
 def test_each_baked_project_passes_its_own_tests(answers: dict[str, str], tmp_path: Path) -> None:
     """Every combination that behaves differently generates a project whose own suite passes."""
-    result = bake_into(tmp_path, answers)
-    assert result.succeeded, result.error
-    assert result.project_dir is not None
-    suite = run_suite(make("test-all"), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    suite = run_make(baked_project(tmp_path, answers), "test-all")
     assert suite.passed, suite.report()
 
 
@@ -96,21 +102,16 @@ def test_the_longest_names_and_the_largest_numbers_pass_the_fast_tier(
     answers: dict[str, str], tmp_path: Path
 ) -> None:
     """Names and numbers at their limits still make a project whose contracts hold."""
-    result = bake_into(tmp_path, answers)
-    assert result.succeeded, result.error
-    assert result.project_dir is not None
-    suite = run_suite(make("test"), result.project_dir, SUITE_TIMEOUT_SECONDS)
+    suite = run_make(baked_project(tmp_path, answers), "test")
     assert suite.passed, suite.report()
 
 
 @pytest.mark.slow
 def test_the_default_project_passes_its_own_tests_with_a_cpu_hog_beside_it(tmp_path: Path) -> None:
     """No generated test may depend on an idle machine: one core stays busy for the whole suite."""
-    result = bake_into(tmp_path, {})
-    assert result.succeeded, result.error
-    assert result.project_dir is not None
+    project_dir = baked_project(tmp_path, {})
     with cpu_hog() as hog:
-        suite = run_suite(make("test-all"), result.project_dir, SUITE_TIMEOUT_SECONDS)
+        suite = run_make(project_dir, "test-all")
     assert suite.passed, suite.report()
     # The hog really ran: it spun for most of the suite (at least a few seconds of CPU).
     assert hog.cpu_seconds > 5
