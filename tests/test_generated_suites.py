@@ -7,7 +7,8 @@ four whose behaviour differs most, chosen by what each adds:
 
 - the default project (standard SQS to SQS), under a CPU hog, so no test may need an idle machine;
 - FIFO to a table with an open read API: a held-back group meets "newest event wins";
-- FIFO to a topic, with per-record calls, JSON Lines and X-Ray: the handler's other code paths;
+- FIFO to a topic, with per-record calls, JSON Lines, X-Ray and python3.13: the handler's other
+  code paths, and the other runtime in the packaged template;
 - Kinesis to a stream: retries from a sequence number republish the rest of a batch, and the
   on-failure destination gets pointers, not records.
 
@@ -47,6 +48,7 @@ SUITE_COMBINATIONS = [
         "endpoint_call_mode": "per-record",
         "endpoint_content_type": "application/jsonlines",
         "xray_tracing": "active",
+        "lambda_runtime": "python3.13",
     },
     {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
 ]
