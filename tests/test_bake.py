@@ -91,6 +91,7 @@ Makefile
 README.md
 app.py
 chalicelib/__init__.py
+chalicelib/aws_limits.py
 chalicelib/batch.py
 chalicelib/deadline.py
 chalicelib/destination.py

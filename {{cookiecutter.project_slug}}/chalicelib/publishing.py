@@ -17,9 +17,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-# SendMessageBatch takes at most 10 entries and 1 MiB in all, message attributes included.
-MAX_ENTRIES_PER_BATCH = 10
-MAX_BATCH_BYTES = 1_048_576
+from .aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+
 # Connections are opened only when needed; enough for every thread of the handler's pool to
 # call at once without waiting for one.
 MAX_POOL_CONNECTIONS = 50
@@ -64,8 +63,8 @@ def aws_client(service: str) -> Any:
 
 def plan_batches(
     messages: Sequence[OutgoingMessage],
-    max_entries: int = MAX_ENTRIES_PER_BATCH,
-    max_bytes: int = MAX_BATCH_BYTES,
+    max_entries: int = SQS_MAX_BATCH_ENTRIES,
+    max_bytes: int = SQS_MAX_BATCH_BYTES,
     size: Callable[[OutgoingMessage], int] = OutgoingMessage.size,
 ) -> list[list[OutgoingMessage]]:
     """Split messages, in order, into calls of at most `max_entries` messages and `max_bytes` bytes.

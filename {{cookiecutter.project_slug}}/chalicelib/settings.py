@@ -6,8 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# InvokeEndpoint refuses request bodies above 6,291,456 bytes (4 MB on serverless endpoints).
-REALTIME_ENDPOINT_PAYLOAD_LIMIT = 6_291_456
+from .aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 
 
 class SettingsError(ValueError):
@@ -109,7 +108,9 @@ class HandlerSettings:
             endpoint_content_type=env.get("ENDPOINT_CONTENT_TYPE", "").strip() or "application/json",
             records_per_endpoint_call=_positive_int(env, "RECORDS_PER_ENDPOINT_CALL", 100),
             endpoint_concurrency=_positive_int(env, "ENDPOINT_CONCURRENCY", 4),
-            endpoint_payload_limit=_positive_int(env, "ENDPOINT_PAYLOAD_LIMIT_BYTES", REALTIME_ENDPOINT_PAYLOAD_LIMIT),
+            endpoint_payload_limit=_positive_int(
+                env, "ENDPOINT_PAYLOAD_LIMIT_BYTES", INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+            ),
             endpoint_timeout_seconds=_positive_int(env, "ENDPOINT_TIMEOUT_SECONDS", 10),
             deadline_reserve_ms=_positive_int(env, "DEADLINE_RESERVE_MS", 1000),
             # A record this large cannot be a sensible model input; it also keeps one record

@@ -11,6 +11,7 @@ import json
 import boto3
 import pytest
 
+from chalicelib.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 from chalicelib.deadline import Deadline
 from chalicelib.endpoint import EndpointInvoker, PayloadCodec, Prediction
 from chalicelib.failures import RecordFailure
@@ -18,7 +19,6 @@ from chalicelib.feature_events import FeatureEvent
 
 CONTENT_TYPES = ["application/json", "application/jsonlines"]
 NO_DEADLINE = Deadline(None, 0)
-LARGE_LIMIT = 6_291_456
 
 
 def feature_event(number: int, **overrides) -> FeatureEvent:
@@ -35,7 +35,9 @@ def feature_event(number: int, **overrides) -> FeatureEvent:
     )
 
 
-def invoker(executor, content_type="application/json", records_per_call=100, payload_limit=LARGE_LIMIT):
+def invoker(
+    executor, content_type="application/json", records_per_call=100, payload_limit=INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+):
     # The client is created inside the test, after the endpoint fixture has pointed boto3 at it.
     return EndpointInvoker(
         runtime_client=boto3.client("sagemaker-runtime"),

@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import ExponentialBackoff
 
+from chalicelib.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 from {{ cookiecutter.package_name }} import endpoint_server
 from {{ cookiecutter.package_name }}.endpoint_server import Fault, LocalEndpoint
 
@@ -236,7 +237,7 @@ def test_an_endpoint_with_a_name_refuses_other_names(model_dir: Path) -> None:
 def test_a_request_over_the_payload_limit_is_refused_before_the_model(endpoint) -> None:
     """The handler packs records up to InvokeEndpoint's 6 MB limit; overshooting must show."""
     client = runtime_client(endpoint.url)
-    oversized = json.dumps(dict(RECORD, padding="x" * endpoint_server.MAX_REQUEST_BYTES))
+    oversized = json.dumps(dict(RECORD, padding="x" * INVOKE_ENDPOINT_MAX_REQUEST_BYTES))
     with pytest.raises(client.exceptions.ValidationError, match="exceeds"):
         client.invoke_endpoint(EndpointName=ENDPOINT_NAME, Body=oversized)
 

@@ -6,7 +6,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.publishing import MAX_BATCH_BYTES, OutgoingMessage, QueuePublisher, plan_batches
+from chalicelib.aws_limits import SQS_MAX_BATCH_BYTES
+from chalicelib.publishing import OutgoingMessage, QueuePublisher, plan_batches
 from {{ cookiecutter.package_name }}.sink_faults import refuse_send_entries
 
 
@@ -20,11 +21,11 @@ def test_batches_hold_at_most_ten_entries():
 
 def test_batches_stay_under_one_mebibyte_counting_attributes():
     """SQS counts attributes against the 1 MiB batch limit, so they must be counted here too."""
-    big = "x" * (MAX_BATCH_BYTES // 3)
+    big = "x" * (SQS_MAX_BATCH_BYTES // 3)
     messages = [OutgoingMessage(key=str(n), body=big, attributes={"error_code": "InvalidJson"}) for n in range(4)]
     batches = plan_batches(messages)
     assert [len(batch) for batch in batches] == [2, 2]
-    assert all(sum(m.size() for m in batch) <= MAX_BATCH_BYTES for batch in batches)
+    assert all(sum(m.size() for m in batch) <= SQS_MAX_BATCH_BYTES for batch in batches)
 
 
 def test_batches_follow_the_limits_and_the_size_they_are_given():
@@ -39,7 +40,7 @@ def test_a_message_too_large_for_any_batch_travels_alone():
     """An oversize message then fails on its own instead of taking its neighbours with it."""
     messages = [
         OutgoingMessage("a", "{}"),
-        OutgoingMessage("b", "x" * (MAX_BATCH_BYTES + 1)),
+        OutgoingMessage("b", "x" * (SQS_MAX_BATCH_BYTES + 1)),
         OutgoingMessage("c", "{}"),
     ]
     assert [[m.key for m in batch] for batch in plan_batches(messages)] == [["a"], ["b"], ["c"]]

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
 
+from chalicelib.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+
 # What SageMaker Runtime answers for each error code (botocore's service model agrees).
 ERROR_STATUS = {
     "ThrottlingException": 400,
@@ -36,8 +38,6 @@ ERROR_STATUS = {
     "InternalFailure": 500,
     "ModelError": 424,
 }
-# InvokeEndpoint's request size limit for real-time endpoints.
-MAX_REQUEST_BYTES = 6_291_456
 ACCOUNT_ID = "000000000000"
 # SageMaker's framework containers hand output_fn this Accept when a request has none (or */*):
 # their SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT default.
@@ -188,8 +188,8 @@ class LocalEndpoint:
         if self.endpoint_name is not None and name != self.endpoint_name:
             message = f"Endpoint {name} of account {ACCOUNT_ID} not found."
             return _error("ValidationError", 400, message)
-        if len(body) > MAX_REQUEST_BYTES:
-            message = f"Request payload of {len(body)} bytes exceeds {MAX_REQUEST_BYTES} bytes."
+        if len(body) > INVOKE_ENDPOINT_MAX_REQUEST_BYTES:
+            message = f"Request payload of {len(body)} bytes exceeds {INVOKE_ENDPOINT_MAX_REQUEST_BYTES} bytes."
             return _error("ValidationError", 400, message)
         region_match = _SIGNED_REGION.search(headers.get("authorization", ""))
         region = region_match["region"] if region_match else "us-east-1"

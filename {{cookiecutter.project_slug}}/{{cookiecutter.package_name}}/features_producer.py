@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError{%- if cookiecutter.input_source != "kinesis" %}
+
+from chalicelib.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+{%- endif %}
 
 # The field producers key events by: {% if cookiecutter.input_source == "kinesis" %}the Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}the FIFO message group{% else %}a standard queue has no groups, but a redrive
 # to a FIFO or Kinesis source in another project needs one{% endif %}.
@@ -26,9 +29,8 @@ MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 # A partition key is at most 256 characters.
 MAX_GROUP_CHARS = 256
 {%- else %}
-# SendMessageBatch takes at most 10 messages and 256 KiB per call.
-MAX_EVENTS_PER_CALL = 10
-MAX_BYTES_PER_CALL = 256 * 1024
+MAX_EVENTS_PER_CALL = SQS_MAX_BATCH_ENTRIES
+MAX_BYTES_PER_CALL = SQS_MAX_BATCH_BYTES
 # A MessageGroupId is at most 128 characters.
 MAX_GROUP_CHARS = 128
 {%- endif %}

@@ -29,12 +29,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.aws_limits import SQS_MAX_BATCH_ENTRIES
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], "LambdaContext"], Any]
 
-MAX_MESSAGES_PER_RECEIVE = 10
-MAX_ENTRIES_PER_DELETE = 10
 # How long one receive waits for records when the queue is empty; stop() interrupts it.
 IDLE_POLL_SECONDS = 1
 # Pause between a poller's short receives while it waits for records (see SqsTrigger._receive).
@@ -297,7 +297,7 @@ class SqsTrigger:
                 self._stopping.wait(IDLE_POLL_SECONDS)
 
     def _gather_batch(self) -> list[dict[str, Any]]:
-        batch = self._receive(min(self._batch_size, MAX_MESSAGES_PER_RECEIVE), IDLE_POLL_SECONDS)
+        batch = self._receive(min(self._batch_size, SQS_MAX_BATCH_ENTRIES), IDLE_POLL_SECONDS)
         if not batch or self._window_seconds <= 0:
             return batch
         # The batching window opens with the first record, as Lambda's does.
@@ -306,7 +306,7 @@ class SqsTrigger:
             remaining = window_closes - time.monotonic()
             if remaining <= 0:
                 break
-            batch.extend(self._receive(min(self._batch_size - len(batch), MAX_MESSAGES_PER_RECEIVE), remaining))
+            batch.extend(self._receive(min(self._batch_size - len(batch), SQS_MAX_BATCH_ENTRIES), remaining))
         return batch
 
     def _receive(self, max_messages: int, wait_seconds: float) -> list[dict[str, Any]]:
@@ -350,12 +350,12 @@ class SqsTrigger:
             due = [handle for handle, until in self._invisible_until.items() if until <= now]
             for handle in due:
                 del self._invisible_until[handle]
-        for start in range(0, len(due), MAX_ENTRIES_PER_DELETE):
+        for start in range(0, len(due), SQS_MAX_BATCH_ENTRIES):
             self._sqs.change_message_visibility_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
                     {"Id": str(position), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                    for position, handle in enumerate(due[start : start + MAX_ENTRIES_PER_DELETE])
+                    for position, handle in enumerate(due[start : start + SQS_MAX_BATCH_ENTRIES])
                 ],
             )
 
@@ -412,8 +412,8 @@ class SqsTrigger:
                     self._invisible_until[handle] -= self._early_end_seconds
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), MAX_ENTRIES_PER_DELETE):
-            chunk = messages[start : start + MAX_ENTRIES_PER_DELETE]
+        for start in range(0, len(messages), SQS_MAX_BATCH_ENTRIES):
+            chunk = messages[start : start + SQS_MAX_BATCH_ENTRIES]
             response = self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[

@@ -16,12 +16,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_limits import SNS_MAX_BATCH_ENTRIES
 from .publishing import OutgoingMessage, Sink, aws_client, batch_entry_failures, call_failed, plan_batches, send_batches
 
-# SNS takes messages of up to 256 KiB, message attributes included; PublishBatch takes at most
-# 10 entries and 256 KiB in all.
+# SNS takes messages of up to 256 KiB, message attributes included, and PublishBatch 256 KiB in all.
 MAX_MESSAGE_BYTES = 262_144
-MAX_ENTRIES_PER_BATCH = 10
 MAX_BATCH_BYTES = 262_144
 
 
@@ -54,7 +53,7 @@ class TopicPublisher:
             topic_arn = self.topic_arn
         except (ClientError, BotoCoreError) as error:
             return call_failed("GetCallerIdentity", messages, error)
-        batches = plan_batches(messages, MAX_ENTRIES_PER_BATCH, MAX_BATCH_BYTES)
+        batches = plan_batches(messages, SNS_MAX_BATCH_ENTRIES, MAX_BATCH_BYTES)
         return send_batches(self._executor, batches, lambda batch: self._publish_batch(topic_arn, batch))
 
     def _publish_batch(self, topic_arn: str, batch: list[OutgoingMessage]) -> dict[str, str]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.aws_limits import LAMBDA_FIFO_MAX_BATCH_SIZE
+
 from .metrics import SQS_PERIOD_SECONDS, alarm
 from .names import FIFO_SUFFIX, queue_name_problem
 from .queues import (
@@ -48,7 +50,6 @@ DEPLOYED_EVENT_TYPE = "sqs_event"
 # Every action this source needs supports resource-level permissions.
 WILDCARD_ACTIONS: frozenset[str] = frozenset()
 REPORT_BATCH_ITEM_FAILURES = ["ReportBatchItemFailures"]
-FIFO_MAX_BATCH_SIZE = 10
 MAX_RETENTION_SECONDS = 1_209_600
 
 
@@ -168,9 +169,9 @@ def source_outputs() -> dict[str, Any]:
 def event_source_problems(event: dict[str, Any], template: dict[str, Any], settings: DeploySettings) -> list[str]:
     """Why the packaged trigger, or the queue it reads, must not be deployed."""
     problems = []
-    if not 1 <= event.get("BatchSize", 10) <= FIFO_MAX_BATCH_SIZE:
+    if not 1 <= event.get("BatchSize", 10) <= LAMBDA_FIFO_MAX_BATCH_SIZE:
         problems.append(
-            f"a FIFO trigger takes at most {FIFO_MAX_BATCH_SIZE} records per batch, not {event['BatchSize']}"
+            f"a FIFO trigger takes at most {LAMBDA_FIFO_MAX_BATCH_SIZE} records per batch, not {event['BatchSize']}"
         )
     if event.get("MaximumBatchingWindowInSeconds", 0) != 0:
         problems.append("a FIFO trigger takes no batching window: set TRIGGER_BATCHING_WINDOW_SECONDS to 0")

@@ -14,11 +14,12 @@ from typing import Any
 
 import boto3
 
+from chalicelib.aws_limits import SQS_MAX_BATCH_ENTRIES
+
 from .sink_faults import refuse_send_entries
 
 # SQS long polls for at most 20 seconds and returns at most 10 messages per receive.
 MAX_WAIT_SECONDS = 20
-MAX_MESSAGES_PER_RECEIVE = 10
 
 
 def create_destination(environment: Mapping[str, str]) -> None:
@@ -46,7 +47,7 @@ class PredictionReader:
 
     def _receive_and_delete(self, wait_seconds: int) -> list[dict[str, Any]]:
         messages = self._sqs.receive_message(
-            QueueUrl=self._queue_url, MaxNumberOfMessages=MAX_MESSAGES_PER_RECEIVE, WaitTimeSeconds=wait_seconds
+            QueueUrl=self._queue_url, MaxNumberOfMessages=SQS_MAX_BATCH_ENTRIES, WaitTimeSeconds=wait_seconds
         ).get("Messages", [])
         if messages:
             self._sqs.delete_message_batch(

@@ -12,13 +12,14 @@ from typing import Any
 
 import boto3
 
+from chalicelib.aws_limits import SQS_MAX_BATCH_ENTRIES
+
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
-# SendMessageBatch takes at most 10 entries.
-MAX_EVENTS_PER_SEND = 10
+MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
 
 
 @dataclass(frozen=True)

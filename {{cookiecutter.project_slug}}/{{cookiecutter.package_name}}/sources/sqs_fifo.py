@@ -17,14 +17,13 @@ from typing import Any
 
 import boto3
 
+from chalicelib.aws_limits import LAMBDA_FIFO_MAX_BATCH_SIZE, SQS_MAX_BATCH_ENTRIES
+
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
-# SendMessageBatch takes at most 10 entries.
-MAX_EVENTS_PER_SEND = 10
-# Lambda takes at most 10 records per batch from a FIFO queue, and no batching window.
-MAX_FIFO_BATCH_SIZE = 10
+MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def local_trigger(
         handler,
         queue_url=source.url,
         function=function,
-        batch_size=min(batch_size, MAX_FIFO_BATCH_SIZE),
+        batch_size=min(batch_size, LAMBDA_FIFO_MAX_BATCH_SIZE),
         batching_window_seconds=0,
         maximum_concurrency=maximum_concurrency,
         records_done=records_done,
