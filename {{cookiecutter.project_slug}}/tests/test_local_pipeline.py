@@ -10,8 +10,8 @@ import pytest
 from {{ cookiecutter.package_name }}.local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
     ModelMissingError,
+    PipelineProgress,
     PipelineSummary,
-    ProgressLine,
 {%- if cookiecutter.output_destination == "dynamodb" %}
     event_key,
 {%- endif %}
@@ -73,7 +73,7 @@ def test_a_missing_model_says_to_run_make_train(tmp_path):
 def test_progress_without_a_terminal_is_plain_lines():
     """Logs and CI capture stderr: no carriage returns or escape codes there."""
     stream = io.StringIO()
-    progress = ProgressLine(total=20, stream=stream)
+    progress = PipelineProgress(total=20, stream=stream)
     progress.show(sent=10, accounted=0)
     progress.show(sent=20, accounted=20)
     progress.close()

@@ -43,6 +43,7 @@ from .emulator import (
 )
 from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration, Handler
+from .operator_progress import ProgressLine
 from .source import (
     MAX_EVENTS_PER_SEND,
     EventSender,
@@ -209,47 +210,28 @@ def sample_events(count: int, seed: int, malformed_rate: float) -> list[SampleEv
     return events
 
 
-class ProgressLine:
-    """Progress on stderr: one redrawn line on a terminal, a plain line now and then otherwise."""
+class PipelineProgress:
+    """A local run's progress bar: events accounted for (predicted or dead-lettered) of those to send."""
 
     def __init__(self, total: int, stream: TextIO | None) -> None:
         self._total = total
-        self._stream = stream
-        self._interactive = bool(stream and stream.isatty())
-        self._started = time.monotonic()
-        self._last_shown = 0.0
-        self._last_tenth = -1
+        self._line = ProgressLine(total, stream)
 
     def show(self, sent: int, accounted: int) -> None:
-        """Redraw at most ten times a second; without a terminal, every 10 % or 5 s."""
-        if self._stream is None:
-            return
-        now = time.monotonic()
-        tenth = accounted * 10 // max(self._total, 1)
-        if self._interactive:
-            if now - self._last_shown < 0.1 and accounted < self._total:
-                return
-        elif tenth == self._last_tenth and now - self._last_shown < 5:
-            return
-        self._last_shown, self._last_tenth = now, tenth
-        line = self._line(sent, accounted, now - self._started)
-        self._stream.write(f"\r{line}\x1b[K" if self._interactive else f"{line}\n")
-        self._stream.flush()
+        def render(elapsed: float) -> str:
+            rate = accounted / elapsed if elapsed > 0 else 0.0
+            eta = f"{(self._total - accounted) / rate:.0f}s" if rate > 0 else "?"
+            filled = accounted * 30 // max(self._total, 1)
+            return (
+                f"[{'#' * filled}{'.' * (30 - filled)}] {accounted}/{self._total} accounted for, "
+                f"{sent} sent, {rate:.0f} msg/s, ETA {eta}"
+            )
+
+        self._line.update(accounted, render)
 
     def close(self) -> None:
         """End the redrawn line so the summary starts on its own."""
-        if self._stream is not None and self._interactive:
-            self._stream.write("\n")
-            self._stream.flush()
-
-    def _line(self, sent: int, accounted: int, elapsed: float) -> str:
-        rate = accounted / elapsed if elapsed > 0 else 0.0
-        eta = f"{(self._total - accounted) / rate:.0f}s" if rate > 0 else "?"
-        filled = accounted * 30 // max(self._total, 1)
-        return (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {accounted}/{self._total} accounted for, "
-            f"{sent} sent, {rate:.0f} msg/s, ETA {eta}"
-        )
+        self._line.close()
 
 
 class Ledger:
@@ -615,7 +597,7 @@ def _send_and_account(
     dead_letter_queue = boto3.client("sqs")
     started = ledger.last_accounted_at
     unsent = deque(events)
-    progress_line = ProgressLine(len(events), progress)
+    progress_line = PipelineProgress(len(events), progress)
     last_sent_at = started
 
     def in_flight() -> int:
