@@ -25,6 +25,11 @@ from .failures import RecordFailure
 _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
 
 
+def is_envelope(document: dict[str, Any]) -> bool:
+    """Whether a body's JSON object is the optional envelope around a model input, not the input itself."""
+    return "features" in document and set(document) <= _ENVELOPE_KEYS
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One record as the event source delivered it, before its body is read."""
@@ -112,7 +117,7 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
     event_id = record.message_id
     event_time = None
     features = document
-    if "features" in document and set(document) <= _ENVELOPE_KEYS:
+    if is_envelope(document):
         features = document["features"]
         if not isinstance(features, dict):
             return _reject(record, "InvalidEnvelope", "envelope field 'features' must be a JSON object")

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError{%- if cookiecutter.input_source != "kinesis" %}
+from botocore.exceptions import BotoCoreError, ClientError
 
+{% if cookiecutter.input_source != "kinesis" -%}
 from chalicelib.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
-{%- endif %}
+{% endif -%}
+from chalicelib.feature_events import is_envelope
 
 # The field producers key events by: {% if cookiecutter.input_source == "kinesis" %}the Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}the FIFO message group{% else %}a standard queue has no groups, but a redrive
 # to a FIFO or Kinesis source in another project needs one{% endif %}.
@@ -68,8 +70,7 @@ def event_group(body: str) -> str:
     if isinstance(document, dict):
         # A bare model input is the main form: read the key from it, so each user's events keep
         # their order whichever form the producer chose.
-        enveloped = "features" in document and set(document) <= {"event_id", "event_time", "features"}
-        features = document["features"] if enveloped else document
+        features = document["features"] if is_envelope(document) else document
         key = features.get(PARTITION_KEY_FIELD) if isinstance(features, dict) else None
         key = key if key not in (None, "") else document.get("event_id")
         if key not in (None, ""):
