@@ -26,7 +26,7 @@ Results = dict[str, Any]
 
 @dataclass(frozen=True)
 class Target:
-    """One of the issue's targets: what it says, and whether the results meet it (None: not measured)."""
+    """One of the benchmark's targets: what it says, and whether the results meet it (None: not measured)."""
 
     metric: str
     text: str

@@ -30,11 +30,7 @@ class MotoServer(ChildServer):
     Why a child process rather than moto's ThreadedMotoServer in this one: the trigger's
     pollers, the handler and the local endpoint already compete for this process's GIL, and
     moto spends a lot of CPU per SQS call (it scans the whole queue), so in its own process it
-    gets the other core. Measured on 2 cores, 2,000 messages:
-    - send/receive/delete loop, batches of 10: in-process 575-705 msg/s with 1 client thread,
-      484-544 with 2, 422-425 with 4; child process 663-677, 617-630 and 440-445.
-    - the whole local pipeline (batch size 10, concurrency 10): in-process 123-138
-      predictions/s, child process 130-171; moto's process is then the busy one (~100 % CPU).
+    gets the other core: a local run is then faster, and moto's process is the busy one.
     """
 
     def __init__(self) -> None:

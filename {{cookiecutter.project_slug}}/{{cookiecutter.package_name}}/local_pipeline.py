@@ -63,9 +63,9 @@ from .stage import (
 
 # moto's SQS scans the whole queue on every send and receive, so a deep queue slows every call
 # (about 10 ms per SendMessageBatch when empty, 140 ms at 1,000 messages), and so does each of
-# the pollers' receives. The sender therefore keeps at most this many messages unaccounted for.
-# Measured with 2,000 events, batch size 10, concurrency 10 on 2 cores (with 0.2.0's trigger):
-# 20 in flight 128 predictions/s, 30: 170-194, 50: 168-181, 70: 154-160, 100: 123, 200: 80.
+# the pollers' receives. The sender therefore keeps at most this many messages unaccounted for:
+# enough to keep ten pollers busy, few enough that moto stays fast (fewer starve the pollers,
+# more slow every call; `make bench` measures the throughput).
 MAX_IN_FLIGHT = 50
 # Lambda starts this many concurrent batches when a trigger sets no maximum concurrency.
 DEFAULT_CONCURRENCY = 5
