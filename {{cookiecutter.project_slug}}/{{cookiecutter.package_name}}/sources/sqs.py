@@ -84,7 +84,8 @@ def local_trigger(
     redelivery: Redelivery,
     records_done: Callable[[Sequence[str]], None] | None = None,
 ) -> SqsTrigger:
-    """The event source mapping Lambda would run: the queue itself handles redelivery and redrive."""
+    """The event source mapping Lambda would run: the queue itself handles redelivery and redrive, and
+    the trigger ends a fractional (scaled) visibility timeout on time, which the queue cannot."""
     return SqsTrigger(
         handler,
         queue_url=source.url,
