@@ -79,8 +79,9 @@ class Redelivery:
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
-        """The timeout the queue itself gets. SQS takes whole seconds: a fractional timeout is
-        rounded up past it on the queue, and the local trigger ends each record's on time itself."""
+        """The timeout the queue itself gets. SQS takes whole seconds (VisibilityTimeout is an integer
+        from 0 to 43,200 in SetQueueAttributes and ChangeMessageVisibility): a fractional timeout
+        is rounded up past it on the queue, and the local trigger ends each record's on time itself."""
         whole = math.ceil(self.visibility_timeout_seconds)
         return whole if whole == self.visibility_timeout_seconds else whole + 1
 
