@@ -107,10 +107,12 @@ chalicelib/source.py
 chalicelib/telemetry.py
 deploy/__init__.py
 deploy/alarms.py
+deploy/arns.py
 deploy/artifacts.py
 deploy/autoscaling.py
 deploy/cli.py
 deploy/config.json
+deploy/configuration.py
 deploy/destination.py
 deploy/endpoint_deploy.py
 deploy/endpoint_destroy.py

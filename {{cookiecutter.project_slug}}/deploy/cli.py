@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from .settings import DeploySettingsError
+
 
 class DeployError(RuntimeError):
     """A deploy step failed in a way the message explains, including how to fix it."""
@@ -14,9 +16,6 @@ class DeployError(RuntimeError):
 
 def run(main: Callable[[], int]) -> int:
     """Call main; print known errors without a traceback."""
-    # Imported here: settings imports the project's tooling package, which this module must not need.
-    from .settings import DeploySettingsError
-
     try:
         return main()
     except NoCredentialsError:

@@ -28,11 +28,12 @@ from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 from . import autoscaling, names
 from .artifacts import content_hash, default_bucket, ensure_bucket, upload
 from .cli import DeployError, run
+from .configuration import load_settings
 from .execution_role import ensure_execution_role, serving_policy
 from .image_uri import resolve_image_uri
 from .model_archive import build_archive
 from .progress import Poller
-from .settings import VARIANT_NAME, DeploySettings, load_settings
+from .settings import VARIANT_NAME, DeploySettings
 
 FINAL_STATUSES = frozenset({"InService", "Failed", "OutOfService", "UpdateRollbackFailed"})
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})

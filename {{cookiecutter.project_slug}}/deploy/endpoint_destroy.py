@@ -16,10 +16,11 @@ from collections.abc import Callable
 from . import autoscaling
 from .artifacts import default_bucket, delete_prefix
 from .cli import run
+from .configuration import load_settings
 from .endpoint_deploy import AwsClients, config_models, describe_endpoint
 from .execution_role import delete_execution_role
 from .progress import Poller
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 
 
 def destroy_endpoint(

@@ -28,7 +28,8 @@ from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
 from . import source
 from .cli import DeployError, run
-from .settings import DeploySettings, load_settings
+from .configuration import load_settings
+from .settings import DeploySettings
 
 
 def deployed_event_sources(project_dir: Path, stage: str) -> list[dict[str, Any]]:

@@ -18,38 +18,22 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
 from . import destination, source
+from .arns import ArnSource, Resource
 from .cli import run
+from .configuration import load_settings
 from .names import STACK_ARN_PREFIX, endpoint_arn_name
 from .queues import DEAD_LETTER_QUEUE
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 {%- if cookiecutter.xray_tracing == "active" %}
 from .tracing import tracing_statement
 {%- endif %}
-
-Resource = str | dict[str, Any]
-
-
-class ArnSource(Protocol):
-    """How a policy refers to each resource it names."""
-
-    def arn(self, logical_id: str, service: str, resource: str, attribute: str = "Arn") -> Resource:
-        """The ARN of the stack's resource logical_id, which is `service`'s `resource` (queue
-        name, stream/NAME, table/NAME, topic name); attribute is the GetAtt that returns it."""
-        ...
-
-    def endpoint(self, name: str) -> Resource: ...
-
-    def log_group(self, function_name: str) -> list[Resource]: ...
-
-    @property
-    def creates_log_group(self) -> bool: ...
 
 
 class StackArns:

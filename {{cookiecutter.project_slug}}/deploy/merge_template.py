@@ -29,9 +29,10 @@ from typing import Any
 from . import destination, source
 from .alarms import alarm_resources
 from .cli import run
+from .configuration import load_settings
 from .iam_policy import StackArns, function_policy
 from .queues import DEAD_LETTER_QUEUE
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 
 # Logical ids Chalice gives the handler `handle_feature_events` and the role it generates.
 FUNCTION = "HandleFeatureEvents"

@@ -20,8 +20,9 @@ from pathlib import Path
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
 from .cli import DeployError, run
+from .configuration import load_settings
 from .merge_template import merge_template
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 from .template_checks import template_problems
 
 PACKAGE_DIR = PROJECT_DIR / "package"

@@ -24,9 +24,10 @@ from botocore.exceptions import ClientError
 
 from .artifacts import content_hash, default_bucket, ensure_bucket, upload
 from .cli import DeployError, run
+from .configuration import load_settings
 from .package import PACKAGE_DIR, TEMPLATE_FILE
 from .progress import Poller
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 from .template_checks import resources_of_type, template_problems
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]

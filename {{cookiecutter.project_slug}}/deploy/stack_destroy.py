@@ -20,8 +20,9 @@ from botocore.exceptions import ClientError
 from . import destination
 from .artifacts import default_bucket, delete_prefix
 from .cli import DeployError, run
+from .configuration import load_settings
 from .progress import Poller
-from .settings import DeploySettings, load_settings
+from .settings import DeploySettings
 from .stack_deploy import StackClients, pipeline_prefix, stack_status
 
 COUNTED_ATTRIBUTES = (

@@ -24,12 +24,13 @@ from moto.sagemaker.responses import SageMakerResponse
 from deploy import autoscaling
 from deploy.artifacts import ensure_bucket
 from deploy.cli import DeployError
+from deploy.configuration import PROJECT_DIR, load_settings
 from deploy.endpoint_deploy import AwsClients, EndpointDeployer
 from deploy.endpoint_destroy import destroy_endpoint
 from deploy.model_archive import build_archive
 from deploy.names import execution_role_name
 from deploy.progress import Poller, WaitTimedOut
-from deploy.settings import PROJECT_DIR, DeploySettingsError, load_settings
+from deploy.settings import DeploySettingsError
 
 BUCKET = "team-model-artifacts"
 

@@ -19,10 +19,10 @@ import boto3
 import pytest
 
 from deploy import source
+from deploy.configuration import PROJECT_DIR, load_settings, load_stage
 from deploy.event_source_mapping import configure_event_sources, deployed_event_sources
 from deploy.iam_policy import AccountArns, function_policy
 from deploy.package import chalice_command
-from deploy.settings import PROJECT_DIR, load_settings, load_stage
 
 MOTO_ACCOUNT = "123456789012"
 # What moto's CloudFormation cannot create; policies only restrict transport, which moto ignores.

@@ -17,9 +17,9 @@ import pytest
 from cfnlint.api import lint
 
 from deploy import destination, source
+from deploy.configuration import load_settings, load_stage
 from deploy.package import package
 from deploy.queues import DEAD_LETTER_QUEUE
-from deploy.settings import load_settings, load_stage
 from deploy.template_checks import (
     WILDCARD_ALLOWED_ACTIONS,
     feature_event_sources,

@@ -18,9 +18,9 @@ import pytest
 from moto import mock_aws
 
 from deploy.cli import DeployError
+from deploy.configuration import load_settings
 from deploy.package import package
 from deploy.progress import Poller
-from deploy.settings import load_settings
 from deploy.stack_deploy import StackClients, checked_template, deploy_stack, stack_status
 from deploy.stack_destroy import destroy_stack
 

@@ -7,8 +7,8 @@ from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.lambda_launcher import LambdaContext
 from chalice.test import Client
 
+from deploy.configuration import load_settings
 from deploy.iam_policy import StackArns, function_policy
-from deploy.settings import load_settings
 from {{ cookiecutter.package_name }}.stage import PROJECT_DIR
 
 from .lambda_events import lambda_event

@@ -30,7 +30,7 @@ from .tracing import tracing_statement
 {%- endif %}
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "a DynamoDB table with a read API"

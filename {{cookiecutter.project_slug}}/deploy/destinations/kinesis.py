@@ -13,7 +13,7 @@ from .metrics import MINUTE_PERIOD_SECONDS, alarm
 from .names import stream_name_problem
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "a Kinesis stream"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .metrics import MINUTE_PERIOD_SECONDS, alarm
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "an SNS topic"

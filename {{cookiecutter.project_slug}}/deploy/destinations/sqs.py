@@ -14,7 +14,7 @@ from .names import FIFO_SUFFIX, queue_name_problem
 from .queues import encrypted_queue, with_tls_policies
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "an SQS queue"

@@ -28,7 +28,7 @@ from .names import stream_name_problem
 from .queues import DEAD_LETTER_QUEUE, dead_letter_queue, with_tls_policies
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "a Kinesis stream"

@@ -36,7 +36,7 @@ from .queues import (
 )
 
 if TYPE_CHECKING:
-    from .iam_policy import ArnSource
+    from .arns import ArnSource
     from .settings import DeploySettings
 
 DESCRIPTION = "an SQS FIFO queue"
