@@ -5,10 +5,11 @@ same faults take seconds each; scaled down, the tests wait less and check the sa
 The local trigger keeps fractional timeouts itself (SQS takes whole seconds), see
 `SqsTrigger(visibility_timeout_seconds=...)`.
 
-How far down is safe: a batch must still finish well inside the scaled function timeout on a
-loaded machine, or the trigger times the invocation out and redelivers the whole batch. At 0.5
-the shortest function timeout is 1 s, for batches of 10 records that take about 50 ms on an
-idle 2-core machine.
+How far down is safe: the time an invocation has before its deadline (function timeout less
+the deadline reserve) must cover a cold handler's first call, which creates its AWS clients,
+on a machine busy with other work; short of that, records are retried on their deadline and the
+tests' delivery counts change. The scaled timings keep at least 1 s of it, as the unscaled ones
+did, for batches of 10 records that take about 50 ms once warm.
 """
 
 TIME_SCALE = 0.5

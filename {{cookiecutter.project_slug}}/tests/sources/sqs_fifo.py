@@ -21,7 +21,7 @@ ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_N
 # The visibility timeout outlasts the function timeout (a FIFO trigger has no batching window)
 # with room to spare, so no record comes back while its invocation still runs, even on a loaded
 # machine: that would put two deliveries of one group in flight at once. Scaled: see timing.py.
-TIMINGS = FaultTimings(visibility_timeout_seconds=3, max_receive_count=3, function_timeout_seconds=2).scaled(TIME_SCALE)
+TIMINGS = FaultTimings(visibility_timeout_seconds=6, max_receive_count=3, function_timeout_seconds=4).scaled(TIME_SCALE)
 
 
 @pytest.fixture
