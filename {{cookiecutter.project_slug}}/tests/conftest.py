@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules: fake AWS, a trained model, the local endpoint, the app."""
 
+import functools
 import importlib
 import shutil
 from collections.abc import Iterator
@@ -8,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
+import chalice.test
 import pytest
+from chalice.local import LambdaContext
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -128,8 +131,17 @@ def pipeline(aws_credentials, stage, endpoint) -> Iterator[PipelineUnderTest]:
 
 
 @pytest.fixture
-def chalice_app(stage):
-    """app.py imported with the dev stage's environment, its cached clients dropped around each test."""
+def chalice_app(stage, monkeypatch):
+    """app.py imported with the dev stage's environment, its cached clients dropped around each test.
+
+    Chalice's test client hands every invocation a context with 3 s left, whatever the function's
+    timeout; Lambda gives it the configured timeout (lambda_timeout in .chalice/config.json), so
+    the context here does too. With 3 s less the deadline reserve, a cold first call on a busy
+    machine ran out of time the function would have had.
+    """
+    monkeypatch.setattr(
+        chalice.test, "LambdaContext", functools.partial(LambdaContext, max_runtime_ms=stage.lambda_timeout * 1000)
+    )
     with stage_environment(stage):
         module = importlib.import_module("app")
     module.batch_processor.cache_clear()

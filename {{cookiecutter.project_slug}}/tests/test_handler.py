@@ -6,6 +6,7 @@ dead-letter record with its reason, or the returned batchItemFailures. Never two
 
 import json
 
+import chalice.test
 import jsonschema
 import pytest
 from chalice.test import Client
@@ -115,6 +116,12 @@ def test_an_oversize_record_is_dead_lettered_without_an_endpoint_call(pipeline, 
     assert endpoint.invocations == 1
 
 
+def test_an_invocation_has_the_functions_configured_timeout_as_in_lambda(chalice_app, stage):
+    """Chalice's test client would give 3 s whatever the timeout; Lambda gives lambda_timeout."""
+    remaining_ms = chalice.test.LambdaContext(HANDLER, memory_size=512).get_remaining_time_in_millis()
+    assert (stage.lambda_timeout - 1) * 1000 < remaining_ms <= stage.lambda_timeout * 1000
+
+
 def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_recovers(
     pipeline, chalice_app, endpoint
 ):
@@ -141,9 +148,10 @@ def test_predictions_the_destination_refuses_are_reported_as_failures(pipeline, 
     assert len(pipeline.predictions()) == 7
 
 
-def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_app, endpoint, monkeypatch):
+def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_app, endpoint, stage, monkeypatch):
     """Running out of time reports unfinished records instead of letting Lambda kill the batch."""
-    monkeypatch.setenv("DEADLINE_RESERVE_MS", "5000")  # more than the test client's 3 s budget
+    # A reserve longer than the function's whole timeout: the deadline has passed at the start.
+    monkeypatch.setenv("DEADLINE_RESERVE_MS", str((stage.lambda_timeout + 1) * 1000))
     bodies = [json.dumps(good_input(n)) for n in range(4)]
     response, event = invoke(chalice_app, bodies)
     assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
