@@ -4,8 +4,8 @@ Cookiecutter runs this hook inside the new project folder. Two kinds of option f
 
 - Variant folders. Where each choice of an option needs its own version of one module (the
   prediction destination, the event source), the template holds one file per choice in a folder,
-  for example `chalicelib/destinations/sns.py`; the chosen file is moved to the module's real path
-  (`chalicelib/destination.py`) and the folder is deleted. VARIANT_FOLDERS lists them all, so an
+  for example `chalicelib/template_runtime/destinations/sns.py`; the chosen file is moved to the module's
+  real path (`chalicelib/template_runtime/destination.py`) and the folder is deleted. VARIANT_FOLDERS lists them all, so an
   option's whole footprint is visible in one place, and the generated code holds only the
   chosen variant, with no branches for the others.
 - Files only some choices use (the DynamoDB read API, the Kinesis trigger emulator): one small
@@ -38,18 +38,14 @@ ANSWERS: dict[str, object] = json.loads(
 # named after the choice, with "-" as "_" (sqs-fifo -> sqs_fifo.py); a folder may lack a file for
 # a choice that needs nothing there.
 VARIANT_FOLDERS: tuple[tuple[str, str, str], ...] = (
-    ("chalicelib/destinations", "output_destination", "chalicelib/destination.py"),
-    ("chalicelib/sources", "input_source", "chalicelib/source.py"),
-    ("deploy/destinations", "output_destination", "deploy/destination.py"),
-    ("deploy/sources", "input_source", "deploy/source.py"),
-    ("tests/destinations", "output_destination", "tests/test_destination.py"),
-    ("tests/sources", "input_source", "tests/test_source.py"),
-    (
-        "{{ cookiecutter.package_name }}/destinations",
-        "output_destination",
-        "{{ cookiecutter.package_name }}/destination.py",
-    ),
-    ("{{ cookiecutter.package_name }}/sources", "input_source", "{{ cookiecutter.package_name }}/source.py"),
+    ("chalicelib/template_runtime/destinations", "output_destination", "chalicelib/template_runtime/destination.py"),
+    ("chalicelib/template_runtime/sources", "input_source", "chalicelib/template_runtime/source.py"),
+    ("template_tools/deploy/destinations", "output_destination", "template_tools/deploy/destination.py"),
+    ("template_tools/deploy/sources", "input_source", "template_tools/deploy/source.py"),
+    ("template_tools/tests/destinations", "output_destination", "template_tools/tests/test_destination.py"),
+    ("template_tools/tests/sources", "input_source", "template_tools/tests/test_source.py"),
+    ("template_tools/destinations", "output_destination", "template_tools/destination.py"),
+    ("template_tools/sources", "input_source", "template_tools/source.py"),
 )
 
 
@@ -76,35 +72,39 @@ def keep_chosen_sample_events() -> None:
 def remove_read_api_files() -> None:
     """Drop the DynamoDB read API: predictions go to a queue, topic or stream, not a table."""
     for path in (
-        "chalicelib/predictions_api.py",
+        "chalicelib/template_runtime/predictions_api.py",
         "schemas/predictions-api.openapi.json",
-        "tests/test_predictions_api.py",
+        "template_tools/tests/test_predictions_api.py",
     ):
         Path(path).unlink(missing_ok=True)
 
 
 def remove_kinesis_trigger_files() -> None:
     """Drop the local Kinesis trigger: feature events arrive on an SQS queue."""
-    for path in ("{{ cookiecutter.package_name }}/kinesis_trigger.py", "tests/test_kinesis_trigger.py"):
+    for path in ("template_tools/kinesis_trigger.py", "template_tools/tests/test_kinesis_trigger.py"):
         Path(path).unlink(missing_ok=True)
 
 
 def remove_queue_consumer_example() -> None:
     """Drop the example queue consumer: a stream or table is read with the README's other recipes."""
-    for path in ("examples/consume_predictions.py", "tests/test_example_consumer.py"):
+    for path in ("examples/consume_predictions.py", "template_tools/tests/test_example_consumer.py"):
         Path(path).unlink(missing_ok=True)
     Path("examples").rmdir()
 
 
 def remove_tracing_files() -> None:
     """Drop the X-Ray set-up: tracing is off."""
-    for path in ("chalicelib/tracing.py", "deploy/tracing.py", "tests/test_tracing.py"):
+    for path in (
+        "chalicelib/template_runtime/tracing.py",
+        "template_tools/deploy/tracing.py",
+        "template_tools/tests/test_tracing.py",
+    ):
         Path(path).unlink(missing_ok=True)
 
 
 def remove_group_order_files() -> None:
     """Drop the group-order tests: a standard queue promises no order to keep."""
-    Path("tests/test_group_order.py").unlink(missing_ok=True)
+    Path("template_tools/tests/test_group_order.py").unlink(missing_ok=True)
 
 
 def fit_project_to_options() -> None:

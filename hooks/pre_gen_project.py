@@ -39,7 +39,7 @@ PROJECT_SLUG_LIMIT = LAMBDA_FUNCTION_NAME_LIMIT - len(f"-{LONGEST_STAGE}-{HANDLE
 # Top-level names the generated project already uses, plus the libraries it imports: a package
 # with one of these names would shadow it in tests and tooling.
 RESERVED_PACKAGE_NAMES = frozenset(
-    {"app", "chalicelib", "tests", "model", "events", "boto3", "botocore", "chalice", "moto", "pytest"}
+    {"app", "chalicelib", "template_tools", "tests", "model", "events", "boto3", "botocore", "chalice", "moto", "pytest"}
 )
 
 PROJECT_SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*")

@@ -10,14 +10,14 @@ from chalice.app import KinesisEvent
 from chalice.app import SQSEvent
 {%- endif %}
 
-from chalicelib.batch import BatchProcessor
+from chalicelib.template_runtime.batch import BatchProcessor
 {%- if cookiecutter.output_destination == "dynamodb" %}
-from chalicelib.predictions_api import predictions_api
+from chalicelib.template_runtime.predictions_api import predictions_api
 {%- endif %}
-from chalicelib.settings import HandlerSettings, TriggerSettings
-from chalicelib.telemetry import use_json_logs
+from chalicelib.template_runtime.settings import HandlerSettings, TriggerSettings
+from chalicelib.template_runtime.telemetry import use_json_logs
 {%- if cookiecutter.xray_tracing == "active" %}
-from chalicelib.tracing import trace_aws_calls
+from chalicelib.template_runtime.tracing import trace_aws_calls
 {%- endif %}
 
 app = Chalice(app_name="{{ cookiecutter.project_slug }}")

@@ -1,1 +1,1 @@
-"""Batch logic of the prediction handler: plain Python and boto3, importable without Chalice."""
+"""The Lambda function's own modules: Chalice packages this folder with app.py."""

@@ -1,0 +1,136 @@
+"""What the Lambda function costs before its first record: package size and cold-start import time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .deploy.package import vendor_model_input_schema
+
+# What `chalice package` reads: the app, its library, its config and its requirements.
+PACKAGED_SOURCES = ("app.py", "chalicelib", ".chalice/config.json", "requirements.txt")
+
+# Each snippet runs in a fresh interpreter and prints the seconds its cold work took. The app
+# side is what a Lambda cold start pays before the first record: importing app.py and creating
+# the handler's clients (batch_processor()). The reference is the least any boto3 handler pays.
+_APP_COLD_START = (
+    "import time; started = time.perf_counter(); import app; imported = time.perf_counter();"
+    " app.batch_processor(); done = time.perf_counter(); print(imported - started, done - started)"
+)
+_BOTO3_COLD_START = (
+    "import time; started = time.perf_counter(); import boto3; imported = time.perf_counter();"
+    " boto3.client('sqs'); boto3.client('sagemaker-runtime'); done = time.perf_counter();"
+    " print(imported - started, done - started)"
+)
+
+
+@dataclass(frozen=True)
+class DeploymentPackage:
+    """The zip `chalice package` built, and the seconds it took."""
+
+    zip_path: Path
+    size_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Median cold-start seconds over several fresh interpreters."""
+
+    app_import: float
+    app_import_and_clients: float
+    boto3_import_and_clients: float
+    repetitions: int
+    measured_in: str
+
+    @property
+    def ratio(self) -> float:
+        return self.app_import_and_clients / self.boto3_import_and_clients
+
+
+def chalice_executable() -> Path:
+    """The `chalice` script of this interpreter's environment (`python -m chalice` does not run it)."""
+    return Path(sys.executable).with_name("chalice")
+
+
+def build_package(project_dir: Path, work_dir: Path, stage: str, environment: Mapping[str, str]) -> DeploymentPackage:
+    """Run `chalice package` on a copy of the project, so no .chalice/deployments cache is left behind."""
+    source = work_dir / "source"
+    for name in PACKAGED_SOURCES:
+        origin = project_dir / name
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif origin.exists():
+            shutil.copy2(origin, target)
+    vendor_model_input_schema(project_dir, source)
+    output = work_dir / "package"
+    started = time.perf_counter()
+    subprocess.run(
+        [str(chalice_executable()), "package", "--stage", stage, str(output)],
+        cwd=source,
+        env=dict(environment),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    zip_path = output / "deployment.zip"
+    return DeploymentPackage(zip_path=zip_path, size_bytes=zip_path.stat().st_size, seconds=seconds)
+
+
+def measure_cold_start(code_dir: Path, environment: Mapping[str, str], repetitions: int) -> ColdStart:
+    """Time the app's and the reference's cold work in alternating fresh interpreters; take medians.
+
+    `code_dir` should be the unpacked deployment package: that is what Lambda imports, vendored
+    chalice included. Bytecode is neither read from nor written to it (-B, and the package holds
+    none), as on Lambda, whose task directory is read-only.
+    """
+    app_imports: list[float] = []
+    app_totals: list[float] = []
+    reference_totals: list[float] = []
+    for _ in range(repetitions):
+        imported, total = _run_cold(_APP_COLD_START, code_dir, environment)
+        app_imports.append(imported)
+        app_totals.append(total)
+        reference_totals.append(_run_cold(_BOTO3_COLD_START, code_dir, environment)[1])
+    return ColdStart(
+        app_import=statistics.median(app_imports),
+        app_import_and_clients=statistics.median(app_totals),
+        boto3_import_and_clients=statistics.median(reference_totals),
+        repetitions=repetitions,
+        measured_in=str(code_dir),
+    )
+
+
+def unpack(zip_path: Path, target: Path) -> Path:
+    """Unzip the package where Lambda would, into `target`."""
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(target)
+    return target
+
+
+def _run_cold(snippet: str, code_dir: Path, environment: Mapping[str, str]) -> tuple[float, float]:
+    # -E ignores PYTHONPATH, so only the code directory (first on sys.path for -c) and the
+    # environment's site-packages are importable, as on Lambda.
+    env = dict(environment)
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-E", "-B", "-c", snippet],
+        cwd=code_dir,
+        env=env | {"PATH": os.environ.get("PATH", "")},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    imported, total = result.stdout.split()
+    return float(imported), float(total)

@@ -1,0 +1,363 @@
+"""A local SageMaker endpoint: serves `model/code/inference.py` over the InvokeEndpoint protocol.
+
+The streaming handler's boto3 `sagemaker-runtime` client talks to it exactly as it talks to AWS
+(point `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` at `LocalEndpoint.url`), so local runs and tests
+exercise the real request, response and error path, botocore's retries included. Injected
+faults answer the way SageMaker does when an endpoint throttles, is not ready or fails.
+
+    python -m template_tools.endpoint_server --model-dir model --latency-ms 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import itertools
+import json
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType, TracebackType
+
+from chalicelib.template_runtime.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+
+# What SageMaker Runtime answers for each error code (botocore's service model agrees).
+ERROR_STATUS = {
+    "ThrottlingException": 400,
+    "ModelNotReadyException": 429,
+    "ServiceUnavailable": 503,
+    "InternalFailure": 500,
+    "ModelError": 424,
+}
+ACCOUNT_ID = "000000000000"
+# SageMaker's framework containers hand output_fn this Accept when a request has none (or */*):
+# their SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT default.
+DEFAULT_ACCEPT = "application/json"
+_INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+# The region the client signed for, so a LogStreamArn names the same region the caller uses.
+_SIGNED_REGION = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/")
+_module_numbers = itertools.count()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An answer the endpoint gives instead of a prediction, to test a client's error paths.
+
+    `error` is a SageMaker Runtime error code, or None for a slow but correct answer; `match`
+    limits the fault to requests whose body contains it (None: every request); `times` is how
+    many requests it hits before it is used up (None: forever); `delay_ms` delays the answer.
+    """
+
+    error: str | None = None
+    match: str | None = None
+    times: int | None = None
+    delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.error is not None and self.error not in ERROR_STATUS:
+            raise ValueError(f"error must be one of {sorted(ERROR_STATUS)} or None")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1, or None for forever")
+        if self.delay_ms < 0:
+            raise ValueError("delay_ms must not be negative")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def load_inference_module(model_dir: Path) -> ModuleType:
+    """Import `model_dir/code/inference.py` the way SageMaker's framework containers do."""
+    code_dir = model_dir / "code"
+    # The container puts code/ on sys.path, so inference.py may import modules next to it.
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    # A fresh module name per load: two endpoints in one process each get their own copy.
+    name = f"_sagemaker_inference_{next(_module_numbers)}"
+    spec = importlib.util.spec_from_file_location(name, code_dir / "inference.py")
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(code_dir / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import would: dataclasses look their module up.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalEndpoint:
+    """A SageMaker endpoint on 127.0.0.1 that hosts the model's own inference.py."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        port: int = 0,
+        latency_ms: int = 0,
+        endpoint_name: str | None = None,
+        variant_name: str = "AllTraffic",
+    ) -> None:
+        """`endpoint_name` None answers any name; otherwise other names are not found."""
+        self.model_dir = Path(model_dir)
+        self.latency_ms = latency_ms
+        self.endpoint_name = endpoint_name
+        self.variant_name = variant_name
+        self._port = port
+        # model_fn runs once, when the endpoint is created, as when a container starts.
+        self._inference = load_inference_module(self.model_dir)
+        self._model = self._inference.model_fn(str(self.model_dir))
+        self._lock = threading.Lock()
+        self._faults: list[tuple[Fault, int | None]] = []
+        self._invocations = 0
+        self._server: _EndpointHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL for `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`."""
+        if self._server is None:
+            raise RuntimeError("the endpoint is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def invocations(self) -> int:
+        """How many InvokeEndpoint requests arrived, faulted ones and retries included."""
+        with self._lock:
+            return self._invocations
+
+    def inject(self, fault: Fault) -> None:
+        """Answer matching requests with `fault`; earlier faults are checked first."""
+        with self._lock:
+            self._faults.append((fault, fault.times))
+
+    def withdraw(self, fault: Fault) -> None:
+        """Stop answering with this one fault (an outage that ends), leaving the others in place."""
+        with self._lock:
+            self._faults[:] = [(planned, left) for planned, left in self._faults if planned is not fault]
+
+    def clear_faults(self) -> None:
+        """Go back to answering every request with a prediction."""
+        with self._lock:
+            self._faults.clear()
+
+    def start(self) -> LocalEndpoint:
+        """Start serving on a background thread."""
+        self._server = _EndpointHTTPServer(("127.0.0.1", self._port), self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> LocalEndpoint:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def handle_invocation(self, name: str, body: bytes, headers: dict[str, str]) -> _Answer:
+        """Answer one InvokeEndpoint request (called on the server's request threads)."""
+        with self._lock:
+            self._invocations += 1
+        # SageMaker refuses these before any container sees them, so they use up no fault.
+        if self.endpoint_name is not None and name != self.endpoint_name:
+            message = f"Endpoint {name} of account {ACCOUNT_ID} not found."
+            return _error("ValidationError", 400, message)
+        if len(body) > INVOKE_ENDPOINT_MAX_REQUEST_BYTES:
+            message = f"Request payload of {len(body)} bytes exceeds {INVOKE_ENDPOINT_MAX_REQUEST_BYTES} bytes."
+            return _error("ValidationError", 400, message)
+        region_match = _SIGNED_REGION.search(headers.get("authorization", ""))
+        region = region_match["region"] if region_match else "us-east-1"
+        log_stream_arn = f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"
+        with self._lock:
+            fault = self._take_fault(body.decode("utf-8", errors="replace"))
+        # Sleeping outside the lock lets concurrent requests overlap, as a multi-worker
+        # container serves them.
+        if fault is not None:
+            time.sleep(fault.delay_ms / 1000)
+            if fault.error == "ModelError":
+                return self._model_error(400, "Injected fault", log_stream_arn)
+            if fault.error is not None:
+                return _error(fault.error, ERROR_STATUS[fault.error], f"Injected {fault.error}")
+        time.sleep(self.latency_ms / 1000)
+        try:
+            data = self._inference.input_fn(body, headers.get("content-type", "application/json"))
+            prediction = self._inference.predict_fn(data, self._model)
+            accept = headers.get("accept", "*/*")
+            accept = DEFAULT_ACCEPT if accept == "*/*" else accept
+            payload, content_type = self._inference.output_fn(prediction, accept)
+        except ValueError as error:
+            return self._model_error(400, str(error), log_stream_arn)
+        except Exception as error:  # noqa: BLE001 - any model failure is the caller's ModelError
+            return self._model_error(500, f"{type(error).__name__}: {error}", log_stream_arn)
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        response_headers = {
+            "Content-Type": content_type,
+            "x-Amzn-Invoked-Production-Variant": self.variant_name,
+        }
+        return _Answer(200, payload, response_headers)
+
+    def _take_fault(self, body: str) -> Fault | None:
+        """Return the fault that answers this body and count one use of it (lock held).
+
+        The first matching fault that carries an error wins over any slow-only one: a batch
+        request holding a record the model rejects fails whatever else it holds, as it would in
+        a real container. With no error among the matches, the first slow-only fault applies.
+        """
+        matching = [
+            index for index, (fault, _) in enumerate(self._faults) if fault.match is None or fault.match in body
+        ]
+        if not matching:
+            return None
+        erroring = [index for index in matching if self._faults[index][0].error is not None]
+        index = (erroring or matching)[0]
+        fault, remaining = self._faults[index]
+        if remaining == 1:
+            del self._faults[index]
+        elif remaining is not None:
+            self._faults[index] = (fault, remaining - 1)
+        return fault
+
+    def _model_error(self, original_status: int, original_message: str, log_stream_arn: str) -> _Answer:
+        kind = "client" if original_status < 500 else "server"
+        message = (
+            f"Received {kind} error ({original_status}) from {self.variant_name} with message "
+            f'"{original_message}". See {log_stream_arn} for more information.'
+        )
+        return _error(
+            "ModelError",
+            ERROR_STATUS["ModelError"],
+            message,
+            OriginalStatusCode=original_status,
+            OriginalMessage=original_message,
+            LogStreamArn=log_stream_arn,
+        )
+
+
+def _error(code: str, status: int, message: str, **fields: object) -> _Answer:
+    """An AWS JSON-protocol error: botocore reads the code from the header, fields from the body."""
+    body = json.dumps(dict(Message=message, **fields)).encode("utf-8")
+    return _Answer(status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": code})
+
+
+class _EndpointHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], endpoint: LocalEndpoint) -> None:
+        self.endpoint = endpoint
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _InvocationHandler)
+
+    def close_connections(self) -> None:
+        """Close kept-alive client connections, which would otherwise outlive the server."""
+        with self.connections_lock:
+            for connection in self.connections:
+                # The client may have hung up already; that is what we want anyway.
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up mid-answer is normal (timeouts, shutdown); anything else is a
+        # bug in this server and should be seen.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _InvocationHandler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps botocore's pooled connections alive between calls, as AWS does.
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle's algorithm the body would wait for the
+    # client's delayed ACK, adding about 40 ms to every call that SageMaker does not add.
+    disable_nagle_algorithm = True
+    server: _EndpointHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/ping":
+            self._send(_Answer(200, b"", {}))
+        else:
+            self._send(_error("UnknownOperationException", 404, f"No route for GET {self.path}"))
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        route = _INVOCATIONS_PATH.match(self.path)
+        if route is None:
+            self._send(_error("UnknownOperationException", 404, f"No route for POST {self.path}"))
+            return
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        self._send(self.server.endpoint.handle_invocation(route["name"], body, headers))
+
+    def _send(self, answer: _Answer) -> None:
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Stay quiet: a line per request would drown the local pipeline's progress output."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the model until SIGINT or SIGTERM; print the URL first so scripts can read it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=Path("model"))
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=int, default=0, help="model latency per request")
+    parser.add_argument("--endpoint-name", help="answer only this endpoint name")
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stopped.set())
+    endpoint = LocalEndpoint(
+        args.model_dir,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        endpoint_name=args.endpoint_name,
+    )
+    with endpoint:
+        print(endpoint.url, flush=True)
+        stopped.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

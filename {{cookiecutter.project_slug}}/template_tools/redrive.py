@@ -1,0 +1,428 @@
+"""`make redrive`: moves dead-letter queue messages back to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, or (dry run) shows what is there.
+
+    python -m template_tools.redrive --dry-run [--export dead-letters.jsonl] --stage dev
+    python -m template_tools.redrive --stage dev
+
+The dry run counts the messages by reason (the handler's error_code, or
+{%- if cookiecutter.input_source == "kinesis" %} "retries exhausted (on-failure
+destination)" for the batches the trigger gave up on{% else %} "redrive (maxReceiveCount)" for
+those the queue's redrive policy moved{% endif %}), shows a few ids of each, and can export them as JSON Lines for
+`make replay`; it moves nothing (the messages it looked at are made visible again at once).
+
+Both look only at the messages that were in the dead-letter queue when they started: while the
+pipeline runs, a redriven record that fails again comes back as a new message, and is left for
+the next run (by its SentTimestamp, compared with this machine's clock).
+
+The real run re-sends each message it receives, body byte for byte{% if cookiecutter.input_source == "sqs-fifo" %} and in its message group{% endif %}, and
+deletes it from the dead-letter queue only once the send succeeded: a crash in between sends it
+twice rather than losing it. What could not be sent stays in the dead-letter queue, so running
+the redrive again only retries what is left.
+{%- if cookiecutter.input_source == "sqs-fifo" %} Each message's MessageDeduplicationId is derived from its
+dead-letter message id, so a second run within 5 minutes of a crash does not send it twice.
+{%- endif %}
+{%- if cookiecutter.input_source == "kinesis" %}
+
+The trigger's on-failure messages hold no records, only a shard and a range of sequence
+numbers: the redrive reads that range back from the stream and re-puts each record with its
+partition key. A range the stream no longer holds (past its retention) is reported as
+unrecoverable and left in the dead-letter queue.
+{%- endif %}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+{%- if cookiecutter.input_source == "kinesis" %}
+from botocore.exceptions import ClientError
+{%- endif %}
+
+from .features_producer import FeaturesProducer, OutgoingEvent, event_group
+from .operator_progress import Progress
+from .operator_stage import operator_environment, run_command, where
+from .source import TRIGGER_DEAD_LETTER_REASON
+
+# How long a received message stays hidden from other readers: long enough to re-send it and
+# delete it; a dry run hands its messages back at once when it is done.
+VISIBILITY_TIMEOUT_SECONDS = 300
+# Long polling asks every SQS server, so an empty answer means the queue is empty, not that one
+# server had nothing.
+RECEIVE_WAIT_SECONDS = 1
+# Ids shown per reason in a dry run.
+SAMPLE_IDS = 5
+{%- if cookiecutter.input_source == "kinesis" %}
+# GetRecords calls that may come back empty (Kinesis can answer empty while records follow)
+# before a range counts as not in the stream.
+MAX_EMPTY_READS = 20
+{%- endif %}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-letter queue message, and what re-sending it means."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    attributes: dict[str, str]
+    group: str
+    reason: str
+    # When SQS took it into the dead-letter queue, in epoch milliseconds.
+    sent_at_ms: int
+    # What goes back to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}; empty when it cannot (see `unrecoverable`).
+    events: tuple[OutgoingEvent, ...]
+    unrecoverable: str = ""
+
+    def export_record(self) -> dict[str, Any]:
+        """The message as a line of the dead-letter export `make replay` takes."""
+        return {"message_id": self.message_id, "body": self.body, "attributes": self.attributes, "group": self.group}
+
+
+@dataclass
+class Inspection:
+    """What a dry run saw in the dead-letter queue."""
+
+    approximate_depth: int
+    messages: list[DeadLetter] = field(default_factory=list)
+
+    def by_reason(self) -> dict[str, list[DeadLetter]]:
+        grouped: dict[str, list[DeadLetter]] = {}
+        for message in self.messages:
+            grouped.setdefault(message.reason, []).append(message)
+        return dict(sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0])))
+
+    def lines(self) -> list[str]:
+        lines = [f"{len(self.messages)} message(s) (SQS reports about {self.approximate_depth})"]
+        grouped = self.by_reason()
+        if grouped:
+            width = max(len("reason"), *(len(reason) for reason in grouped))
+            lines.append(f"  {'reason':<{width}}  count  sample ids")
+            for reason, messages in grouped.items():
+                ids = ", ".join(message.message_id for message in messages[:SAMPLE_IDS])
+                lines.append(f"  {reason:<{width}}  {len(messages):>5}  {ids}")
+        unrecoverable = [message for message in self.messages if message.unrecoverable]
+        for message in unrecoverable[:SAMPLE_IDS]:
+            lines.append(f"  unrecoverable {message.message_id}: {message.unrecoverable}")
+        if len(unrecoverable) > SAMPLE_IDS:
+            lines.append(f"  ... {len(unrecoverable)} unrecoverable in all")
+        return lines
+
+
+@dataclass
+class RedriveReport:
+    """What a real run did with each message it received."""
+
+    moved: int = 0
+    events_sent: int = 0
+    # Message id -> why it is still in the dead-letter queue.
+    send_refused: dict[str, str] = field(default_factory=dict)
+    unrecoverable: dict[str, str] = field(default_factory=dict)
+    # Sent, but the delete failed: the next redrive sends it again.
+    not_deleted: dict[str, str] = field(default_factory=dict)
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def left_behind(self) -> int:
+        return len(self.send_refused) + len(self.unrecoverable)
+
+    def lines(self) -> list[str]:
+        lines = [f"moved back     {self.moved} message(s), {self.events_sent} event(s) sent"]
+        lines += [f"  {reason}: {count}" for reason, count in self.by_reason.most_common()]
+        for label, problems in (
+            ("send refused", self.send_refused),
+            ("unrecoverable", self.unrecoverable),
+            ("not deleted", self.not_deleted),
+        ):
+            if problems:
+                note = "left in the dead-letter queue"
+                if label == "not deleted":
+                    note = "sent; the next redrive sends it again"
+                lines.append(f"{label:<14} {len(problems)} ({note})")
+                lines += [f"  {message_id}: {reason}" for message_id, reason in list(problems.items())[:SAMPLE_IDS]]
+        return lines
+
+
+class DeadLetterQueue:
+    """The stage's dead-letter queue, read a batch at a time."""
+
+    def __init__(self, environment: Mapping[str, str], wait_seconds: int = RECEIVE_WAIT_SECONDS) -> None:
+        # Messages SQS took in after this moment arrived during the run: a run leaves them alone,
+        # hidden until it ends so that its receives get to the earlier ones.
+        self.opened_at_ms = int(time.time() * 1000)
+        self._held_back: list[DeadLetter] = []
+        self._sqs = boto3.client("sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 5}))
+        self.name = environment["DEAD_LETTER_QUEUE_NAME"]
+        self.url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+        self._wait_seconds = wait_seconds
+{%- if cookiecutter.input_source == "kinesis" %}
+        self._stream = _StreamRange(environment["FEATURES_STREAM_NAME"])
+{%- endif %}
+
+    def approximate_depth(self) -> int:
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+    def receive(self) -> list[DeadLetter]:
+        """Up to 10 messages that were there when the queue was opened, hidden from other readers
+        for VISIBILITY_TIMEOUT_SECONDS; none when there are no more."""
+        while True:
+            messages = self._sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self._wait_seconds,
+                VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            received = [self._dead_letter(message) for message in messages]
+            earlier = [message for message in received if message.sent_at_ms <= self.opened_at_ms]
+            self._held_back += [message for message in received if message.sent_at_ms > self.opened_at_ms]
+            if earlier or not received:
+                return earlier
+
+    def release_held_back(self) -> None:
+        """Make the messages that arrived during the run visible again, for the next run."""
+        self.release(self._held_back)
+        self._held_back = []
+
+    def delete(self, messages: Sequence[DeadLetter]) -> dict[str, str]:
+        """Delete the messages; return {message id: reason} for those SQS did not delete."""
+        if not messages:
+            return {}
+        response = self._sqs.delete_message_batch(
+            QueueUrl=self.url,
+            Entries=[{"Id": str(n), "ReceiptHandle": message.receipt_handle} for n, message in enumerate(messages)],
+        )
+        return {messages[int(entry["Id"])].message_id: entry["Code"] for entry in response.get("Failed", [])}
+
+    def release(self, messages: Sequence[DeadLetter]) -> None:
+        """Make the messages visible again at once (what a dry run looked at stays where it was)."""
+        for start in range(0, len(messages), 10):
+            batch = messages[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": message.receipt_handle, "VisibilityTimeout": 0}
+                    for n, message in enumerate(batch)
+                ],
+            )
+
+    def _dead_letter(self, message: dict[str, Any]) -> DeadLetter:
+        attributes = {
+            name: value["StringValue"]
+            for name, value in message.get("MessageAttributes", {}).items()
+            if "StringValue" in value
+        }
+        body = message["Body"]
+        group = message.get("Attributes", {}).get("MessageGroupId", "")
+        reason = attributes.get("error_code") or TRIGGER_DEAD_LETTER_REASON
+        events: tuple[OutgoingEvent, ...] = ()
+        unrecoverable = ""
+{%- if cookiecutter.input_source == "kinesis" %}
+        batch_info = None if "error_code" in attributes else _kinesis_batch_info(body)
+        if batch_info is not None:
+            events, unrecoverable = self._stream.read(batch_info)
+        else:
+            events = (OutgoingEvent(body, event_group(body)),)
+{%- else %}
+        # The same deduplication id every time this message is redriven, and never the
+        # original's: a crashed run's resend is not taken twice, the first resend not dropped.
+        events = (OutgoingEvent(body, group or event_group(body), f"redrive-{message['MessageId']}"),)
+{%- endif %}
+        return DeadLetter(
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            body=body,
+            attributes=attributes,
+            group=group,
+            reason=reason,
+            sent_at_ms=int(message.get("Attributes", {}).get("SentTimestamp", 0)),
+            events=events,
+            unrecoverable=unrecoverable,
+        )
+{%- if cookiecutter.input_source == "kinesis" %}
+
+
+def _kinesis_batch_info(body: str) -> dict[str, Any] | None:
+    """The KinesisBatchInfo of a trigger's on-failure message; None for any other body."""
+    try:
+        info = json.loads(body).get("KinesisBatchInfo")
+    except (ValueError, AttributeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class _StreamRange:
+    """Reads a range of a shard's records back from the features stream."""
+
+    def __init__(self, stream_name: str) -> None:
+        self._kinesis = boto3.client("kinesis")
+        self._stream_name = stream_name
+
+    def read(self, batch_info: Mapping[str, Any]) -> tuple[tuple[OutgoingEvent, ...], str]:
+        """The records from startSequenceNumber to endSequenceNumber, or () and why they cannot be read."""
+        try:
+            shard_id = str(batch_info["shardId"])
+            first, last = int(batch_info["startSequenceNumber"]), int(batch_info["endSequenceNumber"])
+            expected = int(batch_info.get("batchSize", 0))
+        except (KeyError, TypeError, ValueError):
+            return (), "the on-failure message names no shard and sequence range"
+        try:
+            records = self._records(shard_id, str(first), last)
+        except ClientError as error:
+            return (), f"cannot read {shard_id} from {first}: {error.response['Error'].get('Code')} (past retention?)"
+        # A range that starts later than asked, or is short, lost records to retention.
+        if not records or int(records[0]["SequenceNumber"]) != first or (expected and len(records) != expected):
+            return (), f"the stream no longer holds all of {shard_id} {first}..{last} (past retention)"
+        return tuple(
+            OutgoingEvent(record["Data"].decode("utf-8", "surrogateescape"), record["PartitionKey"])
+            for record in records
+        ), ""
+
+    def _records(self, shard_id: str, first: str, last: int) -> list[dict[str, Any]]:
+        iterator = self._kinesis.get_shard_iterator(
+            StreamName=self._stream_name,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=first,
+        )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        empty_reads = 0
+        while iterator and empty_reads < MAX_EMPTY_READS:
+            response = self._kinesis.get_records(ShardIterator=iterator)
+            for record in response["Records"]:
+                if int(record["SequenceNumber"]) > last:
+                    return records
+                records.append(record)
+            if not response["Records"]:
+                if response.get("MillisBehindLatest", 0) == 0:
+                    break
+                empty_reads += 1
+            iterator = response.get("NextShardIterator")
+        return records
+{%- endif %}
+
+
+def inspect(queue: DeadLetterQueue) -> Inspection:
+    """Look at every message once, then make them all visible again; moves nothing.{% if cookiecutter.input_source == "sqs-fifo" %}
+
+    A FIFO queue hides a group's later messages while its earlier ones are being looked at, so
+    a group with more than 10 messages shows its first ones only (the count says how many SQS holds).
+    {% endif %}"""
+    inspection = Inspection(approximate_depth=queue.approximate_depth())
+    seen: set[str] = set()
+    try:
+        while batch := [message for message in queue.receive() if message.message_id not in seen]:
+            seen.update(message.message_id for message in batch)
+            inspection.messages.extend(batch)
+    finally:
+        queue.release(inspection.messages)
+        queue.release_held_back()
+    return inspection
+
+
+def redrive(queue: DeadLetterQueue, producer: FeaturesProducer, progress: Progress) -> RedriveReport:
+    """Re-send every message received and delete each one whose send succeeded (see the module docstring)."""
+    report = RedriveReport()
+    attempted: set[str] = set()
+    left_behind: list[DeadLetter] = []
+    try:
+        # A message refused earlier in this run comes back when its visibility timeout ends; the
+        # run ends rather than retrying it forever.
+        while batch := [message for message in queue.receive() if message.message_id not in attempted]:
+            attempted.update(message.message_id for message in batch)
+            sendable = []
+            for message in batch:
+                if message.unrecoverable:
+                    report.unrecoverable[message.message_id] = message.unrecoverable
+                    left_behind.append(message)
+                else:
+                    sendable.append(message)
+            sent = _send(sendable, producer, report)
+            left_behind += [message for message in sendable if message.message_id in report.send_refused]
+            report.not_deleted.update(queue.delete(sent))
+            for message in sent:
+                report.moved += 1
+                report.events_sent += len(message.events)
+                report.by_reason[message.reason] += 1
+            progress.show(len(attempted), f"{report.moved} moved, {report.left_behind} left")
+    finally:
+        progress.close()
+        # What stays in the dead-letter queue is visible again at once, for the next run.
+        queue.release(left_behind)
+        queue.release_held_back()
+    return report
+
+
+def _send(messages: Sequence[DeadLetter], producer: FeaturesProducer, report: RedriveReport) -> list[DeadLetter]:
+    """Send the messages' events; return the messages all of whose events were accepted."""
+    outcomes = producer.send([event for message in messages for event in message.events])
+    sent = []
+    position = 0
+    for message in messages:
+        own = outcomes[position : position + len(message.events)]
+        position += len(message.events)
+        refusals = [outcome.error for outcome in own if outcome.message_id is None]
+        if refusals:
+            report.send_refused[message.message_id] = refusals[0]
+        else:
+            sent.append(message)
+    return sent
+
+
+def export(messages: Sequence[DeadLetter], path: Path) -> None:
+    """Write the messages as JSON Lines {"message_id", "body", "attributes", "group"}."""
+    with path.open("w", encoding="utf-8") as stream:
+        for message in messages:
+{%- if cookiecutter.input_source == "kinesis" %}
+            # An on-failure message stands for stream records: export those, so a replay sends events.
+            if message.events and _kinesis_batch_info(message.body) is not None:
+                for event in message.events:
+                    record = dict(message.export_record(), body=event.body, group=event.group)
+                    stream.write(json.dumps(record) + "\n")
+                continue
+{%- endif %}
+            stream.write(json.dumps(message.export_record()) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="count the messages by reason; move nothing")
+    parser.add_argument("--export", type=Path, help="with --dry-run: write the messages to this JSON Lines file")
+    parser.add_argument("--stage", default="dev", help="Chalice stage whose dead-letter queue to redrive (default dev)")
+    args = parser.parse_args(argv)
+    if args.export and not args.dry_run:
+        parser.error("--export goes with --dry-run")
+
+    def command() -> int:
+        environment = operator_environment(args.stage)
+        queue = DeadLetterQueue(environment)
+        if args.dry_run:
+            print(f"dead-letter queue {queue.name} ({where()}), dry run: nothing is moved")
+            inspection = inspect(queue)
+            print("\n".join(inspection.lines()))
+            if args.export:
+                export(inspection.messages, args.export)
+                print(f"exported to {args.export} (send it again with `make replay FILE={args.export}`)")
+            return 0
+        producer = FeaturesProducer(environment)
+        print(f"redriving {queue.name} to {producer.name} ({where()})")
+        report = redrive(queue, producer, Progress("redriving", queue.approximate_depth() or None, sys.stderr))
+        print("\n".join(report.lines()))
+        return 1 if report.left_behind else 0
+
+    return run_command(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

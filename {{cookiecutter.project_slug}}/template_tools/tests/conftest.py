@@ -1,0 +1,149 @@
+"""Fixtures shared by the test modules: fake AWS, a trained model, the local endpoint, the app."""
+
+import functools
+import importlib
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+import chalice.test
+import pytest
+from chalice.local import LambdaContext
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from template_tools.destination import PredictionReader, create_destination, refuse_predictions
+from template_tools.emulator import local_aws_environment
+from template_tools.endpoint_server import LocalEndpoint
+from template_tools.stage import PROJECT_DIR, load_stage, stage_environment
+from {{ cookiecutter.package_name }}.train import train_model
+
+# Enough sessions for every catalog item to have neighbours, small enough to train in a blink.
+TEST_TRAINING_SESSIONS = 2000
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Fake credentials and a region, so nothing can reach a real AWS account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "{{ cookiecutter.aws_region }}")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """One moto server child process for a test module, as local mode runs it; yields its URL.
+
+    Each test creates resources of its own in it.
+    """
+    with local_aws_environment() as url:
+        yield url
+
+
+@pytest.fixture
+def moto_server(aws_credentials, monkeypatch) -> Iterator[str]:
+    """A moto server on 127.0.0.1 that child processes reach through AWS_ENDPOINT_URL; yields its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """The model directory as SageMaker would unpack it: code/ plus a freshly trained artifact."""
+    directory = tmp_path_factory.mktemp("model")
+    shutil.copytree(PROJECT_DIR / "model" / "code", directory / "code")
+    train_model(directory, sessions=TEST_TRAINING_SESSIONS)
+    return directory
+
+
+@pytest.fixture
+def endpoint(model_dir, monkeypatch) -> Iterator[LocalEndpoint]:
+    """The model's own inference.py behind the InvokeEndpoint protocol, on 127.0.0.1."""
+    with LocalEndpoint(model_dir=model_dir) as local_endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", local_endpoint.url)
+        yield local_endpoint
+
+
+@pytest.fixture
+def stage():
+    return load_stage("dev")
+
+
+class PipelineUnderTest:
+    """The handler's surroundings in moto: the destination and the dead-letter queue, read back."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self._sqs = boto3.client("sqs")
+        name = environment["DEAD_LETTER_QUEUE_NAME"]
+        fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+        self.dead_letter_url = self._sqs.create_queue(QueueName=name, Attributes=fifo)["QueueUrl"]
+        create_destination(environment)
+        self._reader = PredictionReader(environment)
+
+    def predictions(self) -> list[dict]:
+        """The envelopes published since the last call."""
+        return self._reader.read()
+
+    def dead_letters(self) -> list[dict]:
+        """The dead-letter records sent since the last call, as SQS messages with attributes."""
+        messages = []
+        while batch := self._sqs.receive_message(
+            QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", []):
+            messages.extend(batch)
+            self._sqs.delete_message_batch(
+                QueueUrl=self.dead_letter_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+            )
+        return messages
+
+    @contextmanager
+    def refusing(self, fragment: str) -> Iterator[None]:
+        """Make the destination refuse the predictions whose body contains `fragment`."""
+        # Hooks on the default session reach the clients the handler creates on its first call.
+        boto3.setup_default_session()
+        with refuse_predictions(boto3.DEFAULT_SESSION.events, lambda entry: fragment in entry["body"]):
+            yield
+
+
+@pytest.fixture
+def pipeline(aws_credentials, stage, endpoint) -> Iterator[PipelineUnderTest]:
+    """The dev stage's destination and dead-letter queue in moto, with the local endpoint up."""
+    with mock_aws():
+        yield PipelineUnderTest(stage.environment_variables)
+
+
+@pytest.fixture
+def chalice_app(stage, monkeypatch):
+    """app.py imported with the dev stage's environment, its cached clients dropped around each test.
+
+    Chalice's test client hands every invocation a context with 3 s left, whatever the function's
+    timeout; Lambda gives it the configured timeout (lambda_timeout in .chalice/config.json), so
+    the context here does too. With 3 s less the deadline reserve, a cold first call on a busy
+    machine ran out of time the function would have had.
+    """
+    monkeypatch.setattr(
+        chalice.test, "LambdaContext", functools.partial(LambdaContext, max_runtime_ms=stage.lambda_timeout * 1000)
+    )
+    with stage_environment(stage):
+        module = importlib.import_module("app")
+    module.batch_processor.cache_clear()
+    yield module
+    module.batch_processor.cache_clear()

@@ -1,0 +1,320 @@
+"""Faults injected into the whole local pipeline: where every record ends, and that none is lost.
+
+Each test runs the real handler behind the Lambda-like trigger, against moto's server and the
+local endpoint, with faults from a FaultPlan: endpoint outages and throttling through the
+endpoint's Fault hook, refused publishes through botocore hooks, and invocations killed with
+SIGKILL in a child process. {% if cookiecutter.input_source == "kinesis" %}The stream's trigger gives up on a record after a small number of
+retries, so that retries and the on-failure destination are reached within the test; it polls
+one shard per poller, so the batches of a shard are exact.{% else %}Queues use visibility timeouts of a few seconds and a small
+maxReceiveCount so that redeliveries and redrives happen within the test. The single-fault
+tests poll with one poller, so batches and receive counts are exact (moto's SQS server does not
+lock concurrent receives and now and then hands one message to two of them); the soak keeps the
+trigger's full concurrency.{% endif %}
+"""
+
+import json
+import threading
+from dataclasses import replace
+
+import pytest
+
+from template_tools.fault_plan import FAULT_KINDS, FaultInjection, FaultPlan, FaultTimings, Outage
+from template_tools.local_pipeline import (
+    EXERCISE_TRIGGER_LIMITS,
+    PipelineHooks,
+    run_local_pipeline,
+)
+from template_tools.soak import EventOutcome, run_soak
+from template_tools.source import TRIGGER_DEAD_LETTER_REASON, record_body, record_message_id
+from template_tools.stage import patched_environ
+
+from .timing import TIME_SCALE
+
+pytestmark = pytest.mark.slow
+
+# The visibility timeout covers the trigger's batching window plus the function timeout, so a
+# record never comes back while its first invocation still runs, even on a loaded machine (a
+# shorter one made a record now and then published twice in CI). Scaled: see timing.py; the
+# invocation keeps 1 s before its deadline (1.5 s timeout, 0.5 s reserve).
+FAST = FaultTimings(visibility_timeout_seconds=4, max_receive_count=2, function_timeout_seconds=3).scaled(TIME_SCALE)
+# A killed invocation runs in a fresh child process, whose first call creates every client
+# before its first record: on a machine busy with other suites that took over the 1 s a 2 s
+# timeout leaves, and the batch failed on its deadline instead of being killed. Not scaled.
+KILLABLE = FaultTimings(visibility_timeout_seconds=5, max_receive_count=2, function_timeout_seconds=4)
+# Throttling makes botocore back off for up to 3 s within one invocation, in real time: the
+# function and visibility timeouts must outlast that, so these are not scaled.
+PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
+
+
+class DeliveryLog:
+    """Every record the trigger hands to the handler: message id -> its deliveries, numbered 1, 2, ..."""
+
+    def __init__(self) -> None:
+        self.receive_counts: dict[str, list[int]] = {}
+        self.batches: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, handler):
+        def invoke(event, context):
+            with self._lock:
+                message_ids = [record_message_id(record) for record in event["Records"]]
+                self.batches.append(message_ids)
+                for message_id in message_ids:
+                    deliveries = self.receive_counts.setdefault(message_id, [])
+                    deliveries.append(len(deliveries) + 1)
+            return handler(event, context)
+
+        return invoke
+
+    def batch_of(self, message_id: str) -> list[str]:
+        """The first batch that carried `message_id`."""
+        return next(batch for batch in self.batches if message_id in batch)
+
+
+def run_plan(plan: FaultPlan, model_dir, **options):
+    """Run the plan through the pipeline; return the summary, the delivery log and the injection."""
+    deliveries = DeliveryLog()
+    injection = FaultInjection(plan)
+    timings = plan.timings
+    with patched_environ(timings.handler_environment()), injection as hooks:
+        inner = hooks.wrap_handler
+        hooks = replace(hooks, wrap_handler=lambda handler: deliveries.wrap(inner(handler)))
+        summary = run_local_pipeline(
+            len(plan.events),
+            model_dir=model_dir,
+            visibility_timeout_seconds=timings.visibility_timeout_seconds,
+            stall_timeout_seconds=options.pop("stall_timeout_seconds", 20),
+            progress=None,
+            events=plan.events,
+            max_receive_count=timings.max_receive_count,
+            function_timeout_seconds=timings.function_timeout_seconds,
+            hooks=hooks,
+            settle=True,
+            maximum_concurrency=options.pop("maximum_concurrency", 1),
+            trigger_limits=EXERCISE_TRIGGER_LIMITS,
+            **options,
+        )
+    return summary, deliveries, injection
+
+
+def message_id_of(summary, event) -> str:
+    return summary.ledger.message_ids[event.event_id]
+
+
+def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_id_and_body_intact{% endif %}(model_dir):
+    """An outage longer than {% if cookiecutter.input_source == "kinesis" %}the trigger's retries must end in the DLQ (on-failure destination){% else %}maxReceiveCount deliveries must end in the DLQ via redrive{% endif %}, never in a void."""
+    plan = FaultPlan.healthy(20, FAST)
+    plan = replace(plan, outages=[Outage(after_sent=0, seconds=120)])
+
+    summary, deliveries, _ = run_plan(plan, model_dir)
+
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 0, 20)
+{%- if cookiecutter.input_source == "kinesis" %}
+    for message in summary.dead_letters:
+        # Sent by the trigger: the records' shard and sequence number range, no handler reason.
+        assert "error_code" not in message.get("MessageAttributes", {})
+        assert json.loads(message["Body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    batch_sizes = [json.loads(message["Body"])["KinesisBatchInfo"]["batchSize"] for message in summary.dead_letters]
+    assert sum(batch_sizes) == 20
+{%- else %}
+    bodies = {message_id_of(summary, event): event.body() for event in plan.events}
+    for message in summary.dead_letters:
+        # Moved by the queue's redrive: the original message, same id, same bytes, no handler reason.
+        assert message["Body"] == bodies[message["MessageId"]]
+        assert "error_code" not in message.get("MessageAttributes", {})
+{%- endif %}
+    assert all(counts == [1, 2] for counts in deliveries.receive_counts.values())
+
+
+def test_records_throttled_for_a_while_are_all_predicted_after_counted_redeliveries(model_dir, stage):
+    """Throttling that outlasts botocore's retries costs a redelivery of that batch, not a record."""
+    plan = FaultPlan.healthy(10, PATIENT)
+    throttled = plan.events[3]
+    throttled.fault, throttled.times = "throttled", 3  # every attempt of one delivery
+
+    summary, deliveries, _ = run_plan(plan, model_dir)
+
+    throttled_id = message_id_of(summary, throttled)
+    assert deliveries.receive_counts[throttled_id] == [1, 2]
+    per_record = stage.environment_variables["RECORDS_PER_ENDPOINT_CALL"] == "1"
+    batch = deliveries.batch_of(throttled_id)
+{%- if cookiecutter.input_source == "kinesis" %}
+    # The records that shared its InvokeEndpoint call fail with it: its whole batch in batch mode,
+    # itself alone in per-record mode. The stream retries from the first of them, so the later
+    # records of the batch come back too{% if cookiecutter.output_destination != "dynamodb" %} and are published again{% else %}; their second write is refused as not newer{% endif %}.
+    retried = batch[batch.index(throttled_id) :] if per_record else batch
+    assert summary.deliveries - summary.sent == len(retried)
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
+    assert summary.duplicates == {% if cookiecutter.output_destination == "dynamodb" %}0{% else %}len(retried) - (1 if per_record else len(batch)){% endif %}
+{%- else %}
+    # Only the records that shared its InvokeEndpoint call came back, once: its whole batch in
+    # batch mode, itself alone in per-record mode.
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
+    assert summary.deliveries - summary.sent == (1 if per_record else len(batch))
+{%- endif %}
+
+
+@pytest.mark.parametrize(
+    ("kill_point", "published_before_the_kill"),
+    [("calling_endpoint", False), ("publishing", True)],
+)
+def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_count_as_duplicates(
+    model_dir, kill_point, published_before_the_kill
+):
+    """A SIGKILLed invocation deletes nothing: its batch comes back after the visibility timeout."""
+    plan = FaultPlan.healthy(10, KILLABLE)
+    victim = plan.events[2]
+    victim.fault, victim.variant = "killed", kill_point
+
+    summary, deliveries, injection = run_plan(plan, model_dir)
+
+    ((point, killed_batch),) = injection.killer.killed
+    assert point == kill_point
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
+    assert all(deliveries.receive_counts[message_id] == [1, 2] for message_id in killed_batch)
+{%- if cookiecutter.output_destination == "dynamodb" %}
+    # A prediction written before the kill is not written again: the table refuses a write that
+    # is not newer than the one it holds, so the table's stream shows no duplicate.
+    assert summary.duplicates == 0
+{%- else %}
+    assert summary.duplicates == (len(killed_batch) if published_before_the_kill else 0)
+{%- endif %}
+    assert summary.failed_batches == 1
+
+
+def test_predictions_the_destination_refuses_are_redelivered_until_published(model_dir):
+    """A partial publish failure retries the refused record until it is published, once."""
+    plan = FaultPlan.healthy(10, replace(FAST, max_receive_count=3))
+    refused = plan.events[4]
+    refused.fault, refused.times = "sink_refused", 2
+
+    summary, deliveries, injection = run_plan(plan, model_dir)
+
+    assert injection.refused == 2
+    refused_id = message_id_of(summary, refused)
+    assert deliveries.receive_counts[refused_id] == [1, 2, 3]
+    assert summary.ledger.prediction_arrivals[refused_id] == 1
+{%- if cookiecutter.input_source == "kinesis" %}
+    # The stream retries from the refused record, so the records after it in its batch come back
+    # with it{% if cookiecutter.output_destination != "dynamodb" %} and are published again{% else %}; their second write is refused as not newer{% endif %}.
+    batch = deliveries.batch_of(refused_id)
+    riding_along = set(batch[batch.index(refused_id) + 1 :])
+    assert (summary.lost, summary.predicted, summary.dead_lettered) == (0, 10, 0)
+    assert summary.duplicates == {% if cookiecutter.output_destination == "dynamodb" %}0{% else %}2 * len(riding_along){% endif %}
+    for message_id, counts in deliveries.receive_counts.items():
+        assert counts == ([1, 2, 3] if message_id == refused_id or message_id in riding_along else [1])
+{%- else %}
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
+    assert all(counts == [1] for message_id, counts in deliveries.receive_counts.items() if message_id != refused_id)
+{%- endif %}
+
+
+def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
+    """The harness must be able to fail: a record deleted without an outcome shows up as lost."""
+    plan = FaultPlan.healthy(10, FAST)
+    dropped = plan.events[6].event_id
+
+    def drop_one(handler):
+        def invoke(event, context):
+            kept = [record for record in event["Records"] if dropped not in record_body(record)]
+            handler({"Records": kept}, context)
+            return {"batchItemFailures": []}
+
+        return invoke
+
+    with patched_environ(FAST.handler_environment()):
+        summary = run_local_pipeline(
+            10,
+            model_dir=model_dir,
+            visibility_timeout_seconds=FAST.visibility_timeout_seconds,
+            stall_timeout_seconds=3,
+            progress=None,
+            events=plan.events,
+            hooks=PipelineHooks(wrap_handler=drop_one),
+            maximum_concurrency=1,
+            trigger_limits=EXERCISE_TRIGGER_LIMITS,
+        )
+
+    assert (summary.lost, summary.predicted) == (1, 9)
+    assert summary.ledger.message_ids[dropped] not in summary.ledger.accounted
+
+
+def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir):
+    """Every fault at once, seeded: each event is predicted or dead-lettered with a reason, none lost."""
+    timings = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=3)
+    # Dense enough that 120 events plan every kind of fault, with one killed invocation (a child
+    # process of its own; the kill tests above cover kills one by one).
+    plan = FaultPlan.seeded(120, 0.25, seed=11, timings=timings)
+    assert set(plan.kinds()) == {"none", *FAULT_KINDS}, "the seed should plan every kind of fault"
+
+    ledger = run_soak(plan, model_dir=model_dir, progress=None)
+
+    assert ledger.lost == 0
+    assert ledger.misreported == 0, ledger.contradictions
+    assert ledger.sent == len(plan.events)
+{%- if cookiecutter.output_destination == "dynamodb" %}
+    # Superseded: the table already held a newer prediction of the event's key (see soak.py).
+    assert ledger.predicted + sum(ledger.dead_lettered.values()) + ledger.summary.superseded == ledger.sent
+{%- else %}
+    assert ledger.predicted + sum(ledger.dead_lettered.values()) == ledger.sent
+{%- endif %}
+    assert ledger.duplicates == ledger.summary.duplicates
+    assert ledger.outages == 1 and ledger.killed_invocations == plan.kinds()["killed"]
+    # Records with a permanent fault never become predictions.
+    permanent = [o for o in ledger.outcomes.values() if o.fault in ("malformed", "oversize", "model_rejected")]
+    assert permanent and not any(outcome.predictions for outcome in permanent)
+    rows = [line.split("  ")[0] for line in ledger.table().splitlines()]
+    assert "lost" in rows and "duplicates" in rows
+
+
+@pytest.mark.parametrize(
+    ("outcome", "contradiction"),
+    [
+        (EventOutcome("malformed", predictions=0, dead_letters=["InvalidJson"]), None),
+        (EventOutcome("oversize", predictions=0, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
+        (EventOutcome("none", predictions=2, dead_letters=[]), None),
+        (EventOutcome("model_rejected", predictions=1, dead_letters=[]), "model_rejected record predicted"),
+        (EventOutcome("throttled", predictions=0, dead_letters=["ModelError"]), "dead-lettered as ModelError"),
+        (EventOutcome("none", predictions=1, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
+        (EventOutcome("none", predictions=1, dead_letters=["InvalidJson"]), "both predicted and dead-lettered"),
+    ],
+)
+def test_an_outcome_that_contradicts_its_fault_is_reported_as_misreported(outcome, contradiction):
+    """The soak fails on a wrong outcome, not only on a missing one."""
+    found = outcome.contradiction()
+    assert (found is None) if contradiction is None else (contradiction in found)
+
+
+def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says():
+    """A soak is only worth re-running if the plan is reproducible; each fault must look like itself."""
+    timings = FaultTimings(max_record_bytes=4096)
+    first, second = (FaultPlan.seeded(400, 0.2, seed=9, timings=timings) for _ in range(2))
+    assert [(e.event_id, e.fault, e.times, e.variant) for e in first.events] == [
+        (e.event_id, e.fault, e.times, e.variant) for e in second.events
+    ]
+    for event in first.events:
+        if event.fault == "oversize":
+            assert len(event.body().encode()) > timings.max_record_bytes
+        elif event.fault == "malformed" and event.variant == "not_json":
+            with pytest.raises(ValueError):
+                json.loads(event.body())
+        elif event.fault == "throttled":
+            assert 1 <= event.times <= 3 * (timings.max_receive_count - 1)
+        else:
+            assert json.loads(event.body())["event_id"] == event.event_id
+    assert first.outages and all(outage.seconds > timings.max_receive_count * timings.visibility_timeout_seconds
+                                 for outage in first.outages)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"visibility_timeout_seconds": 1, "function_timeout_seconds": 2}, "at least the function timeout"),
+        ({"max_receive_count": 1}, "at least 2"),
+        ({"function_timeout_seconds": 1, "deadline_reserve_ms": 1000}, "longer than the deadline reserve"),
+    ],
+)
+def test_timings_that_would_bring_a_record_back_mid_invocation_are_refused(settings, complaint):
+    """Timings Lambda would refuse make faults look like duplicates; refuse them before a run."""
+    with pytest.raises(ValueError, match=complaint):
+        FaultTimings(**settings)
