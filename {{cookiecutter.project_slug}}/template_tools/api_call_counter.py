@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Counts the AWS API calls made through a boto3 session, with botocore's event hooks."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make bench`: the handler's batch and per-record modes against a naive baseline, in one run.
 
     python -m <package>.benchmark [--latency-ms 50] [--out bench]

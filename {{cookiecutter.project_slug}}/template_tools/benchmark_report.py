@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Turns the benchmark's results into the printed table, bench/results.json and the latency plot."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A local server run as a child process that prints its URL on one line once it listens."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """What the Lambda function costs before its first record: package size and cold-start import time."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """An AWS emulator on 127.0.0.1 for local mode, and the SQS queues every pipeline has in it."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The local endpoint in a child process, so the model's work stays off the measuring process's clock."""
 
 from __future__ import annotations

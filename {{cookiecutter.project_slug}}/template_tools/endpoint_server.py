@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A local SageMaker endpoint: serves `model/code/inference.py` over the InvokeEndpoint protocol.
 
 The streaming handler's boto3 `sagemaker-runtime` client talks to it exactly as it talks to AWS

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A seeded plan of faults for a local-mode run, and what injects each fault into the pipeline.
 
 Which event gets which fault is decided up front from a seed, so a soak run can be repeated
@@ -43,11 +44,11 @@ from typing import Any
 
 import boto3
 
-from .model_samples import draw_samples
 from .destination import refuse_predictions
 from .endpoint_server import Fault, LocalEndpoint
 from .lambda_trigger import Handler
 from .local_pipeline import PipelineHooks
+from .model_samples import draw_samples
 from .source import record_body, record_message_id
 from .stage import PROJECT_DIR
 

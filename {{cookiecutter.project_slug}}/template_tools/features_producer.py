@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Sends event bodies to a stage's existing features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }} the way producers do, for the operator commands.
 
 Unlike the local pipeline's EventSender (source.py), it finds a {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }} that already exists (in AWS,

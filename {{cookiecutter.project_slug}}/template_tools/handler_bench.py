@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Drives the handlers with Lambda events as the source delivers them: wall time per batch, AWS calls, CPU.
 
 Three handlers are measured the same way: app.py in batch mode (RECORDS_PER_ENDPOINT_CALL=100),
@@ -20,9 +21,9 @@ from typing import Any
 
 from . import naive_handler
 from .api_call_counter import ApiCallCounter
-from .model_samples import draw_samples
 from .lambda_trigger import FunctionConfiguration, LambdaContext
 from .local_pipeline import PARTITION_KEY_FIELD
+from .model_samples import draw_samples
 from .source import lambda_records
 
 HANDLERS = ("batch", "per_record", "naive")

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A local Kinesis event source mapping: reads every shard of a stream and invokes a handler as Lambda does.
 
 What it reproduces, because the handler's ordering and failure handling depend on it:

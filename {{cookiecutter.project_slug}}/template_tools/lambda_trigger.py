@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A local SQS event source mapping: polls a queue and invokes a handler with Lambda's semantics.
 
 What it reproduces, because the handler's failure handling depends on it: up to

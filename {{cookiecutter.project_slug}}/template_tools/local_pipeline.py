@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Runs the whole pipeline on this machine: emulator, local endpoint, Lambda-like trigger, app.py.
 
     python -m <package>.local_pipeline --count 300 --seed 7 --malformed-rate 0.02 --stage dev
@@ -32,7 +33,6 @@ from typing import Any, Protocol, TextIO
 import boto3
 from chalice.app import BaseEventSourceConfig
 
-from .model_samples import draw_samples
 from .destination import PredictionReader, create_destination
 from .emulator import (
     MAX_RECEIVE_COUNT,
@@ -43,6 +43,7 @@ from .emulator import (
 )
 from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration, Handler
+from .model_samples import draw_samples
 from .operator_progress import ProgressLine
 from .source import (
     MAX_EVENTS_PER_SEND,

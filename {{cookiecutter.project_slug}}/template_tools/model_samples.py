@@ -30,9 +30,7 @@ def load_samples(path: Path = SAMPLES_FILE) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise SamplesError(
-            f"{path} does not exist: write sample model inputs there, one JSON object a line"
-        ) from None
+        raise SamplesError(f"{path} does not exist: write sample model inputs there, one JSON object a line") from None
     samples = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

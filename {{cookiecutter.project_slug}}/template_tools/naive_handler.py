@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A naive handler, written only as the benchmark's foil. NEVER DEPLOY IT.
 
 It does what Sagify's streaming handler does, so `make bench` can show what app.py's batching

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Progress on stderr for local mode and the operator commands: a redrawn line on a terminal, plain lines in a log."""
 
 from __future__ import annotations

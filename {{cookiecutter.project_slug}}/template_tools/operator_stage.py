@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Where the operator commands (send, replay, redrive, tail) act: a stage's resources, in AWS or the emulator.
 
 AWS_ENDPOINT_URL is the one switch: set (`make emulator` prints the line; `LOCAL=1` sets it), the

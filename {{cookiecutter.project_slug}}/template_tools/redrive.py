@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make redrive`: moves dead-letter queue messages back to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, or (dry run) shows what is there.
 
     python -m template_tools.redrive --dry-run [--export dead-letters.jsonl] --stage dev

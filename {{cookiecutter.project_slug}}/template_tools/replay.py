@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make replay`: re-publishes a file of events through the pipeline, by sending it to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}.
 
     python -m template_tools.replay events.jsonl --stage dev

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make serve`: runs the pipeline against a long-lived emulator until Ctrl-C, for the operator commands.
 
     python -m template_tools.serve --stage dev

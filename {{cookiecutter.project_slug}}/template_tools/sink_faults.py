@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Injects sink failures into real boto3 clients through botocore's event system.
 
 Every injector takes `events`: a client's `meta.events`, or a session's `events` to reach clients

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Soak test in local mode: many events, a seeded mix of faults, and an exact ledger at the end.
 
     python -m <package>.soak --count 5000 --fault-rate 0.05 --seed 7 [--handler naive]

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A Chalice stage's settings from .chalice/config.json, and putting its environment in place."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make tail`: follows the predictions in the terminal, one line per envelope, until Ctrl-C.
 
     python -m template_tools.tail --stage dev [--limit 20]

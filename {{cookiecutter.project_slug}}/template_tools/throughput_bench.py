@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local end-to-end throughput against the emulator's own ceiling, measured on the same emulator."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """AWS's documented limits that the pipeline sizes its calls by, each named once.
 
 The handler, the deploy checks and local mode take them from here, so a limit AWS changes is

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Processes one Lambda batch of feature events end to end and names the records to retry.
 
 Every record ends in exactly one of three places: its prediction in the destination, a

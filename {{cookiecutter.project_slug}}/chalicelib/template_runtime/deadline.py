@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Knows when an invocation must stop starting work so it can still report what it did."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Calls the SageMaker endpoint for a batch of feature events: few requests, run concurrently.
 
 Records are packed into as few InvokeEndpoint requests as the payload limit and the

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction envelope: the stable contract every consumer of the predictions reads.
 
 Its JSON Schema is schemas/prediction-envelope.schema.json; change both together and raise

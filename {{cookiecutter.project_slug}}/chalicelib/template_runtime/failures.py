@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The failure taxonomy: what went wrong with one record, and whether retrying can help.
 
 Permanent failures go to the dead-letter queue at once with their reason; transient ones are

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Turns delivered records into feature events, or into a permanent failure that says why not.
 
 The event source (chalicelib/source.py) reads its own record format into a Delivery; from there

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Checks each record's model input against the model's JSON Schema before the endpoint sees it.
 
 A record that breaks the schema would fail at the endpoint anyway; refusing it here costs no

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The read API: GET /predictions/{key} answers the latest prediction stored for one key.
 
 Its contract is schemas/predictions-api.openapi.json. Every answer other than 200 has the body

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Publishing messages in batches, concurrently, and saying exactly which ones failed; the SQS publisher.
 
 A destination (chalicelib/destination.py) is a `Sink`: it takes a list of messages, sends them

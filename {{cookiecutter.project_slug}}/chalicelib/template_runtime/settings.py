@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The handler's configuration, read from the Lambda environment once per process."""
 
 from __future__ import annotations

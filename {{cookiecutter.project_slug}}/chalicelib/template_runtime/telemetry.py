@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """What the handler tells operators: one JSON object per log line, and metrics in Embedded Metric Format.
 
 Log lines are JSON with the Lambda request id, and the record's message id and event id where a

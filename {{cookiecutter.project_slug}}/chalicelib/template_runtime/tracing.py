@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """X-Ray tracing is on: each AWS call the handler makes becomes a subsegment of its invocation.
 
 Lambda records the invocation itself (Tracing: Active, from `"xray": true` in .chalice/config.json);

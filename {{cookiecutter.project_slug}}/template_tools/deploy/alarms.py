@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """CloudWatch alarms and a dashboard for one stage of the pipeline, as CloudFormation resources.
 
 Alarms: the dead-letter queue is not empty; the feature events wait too long (the function is not

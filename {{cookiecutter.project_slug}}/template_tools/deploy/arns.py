@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """How an IAM statement names a resource: CloudFormation references, or an account's literal ARNs.
 
 The chosen source and destination write their statements against ArnSource; deploy/iam_policy.py

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The S3 bucket deploy artifacts go to, and uploads named by content so repeats cost nothing."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Target-tracking autoscaling of a real-time endpoint's instances on invocations per instance."""
 
 from __future__ import annotations

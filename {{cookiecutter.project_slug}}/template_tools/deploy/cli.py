@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Runs a deploy command's main(): known failures become one clear message and a non-zero exit."""
 
 from __future__ import annotations

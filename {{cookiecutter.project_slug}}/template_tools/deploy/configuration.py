@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Reads deploy/config.json and one Chalice stage into DeploySettings, with command-line overrides, checked.
 
 Names that differ per stage (features source, predictions destination, dead-letter queue,

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Create or update the stage's SageMaker endpoint from model/ (or a model.tar.gz already on S3).
 
     python -m template_tools.deploy.endpoint_deploy --stage dev [--kind serverless] [--model-data s3://.../model.tar.gz]

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Delete the stage's endpoint and everything `make deploy-endpoint` created for it.
 
     python -m template_tools.deploy.endpoint_destroy --stage dev [--keep-artifacts]

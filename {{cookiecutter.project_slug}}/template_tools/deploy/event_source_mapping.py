@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """After a plain `chalice deploy`: set what Chalice cannot on the handler's trigger, and verify it.
 
     chalice deploy --stage dev --no-autogen-policy

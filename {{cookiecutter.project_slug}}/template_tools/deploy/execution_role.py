@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The IAM role SageMaker runs the endpoint's container with: read this model, pull this image, log.
 
 Two actions have no resource-level permissions and so name "*": ecr:GetAuthorizationToken (a

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The Lambda functions' least-privilege IAM policies, for CloudFormation or for `chalice deploy`.
 
     python -m template_tools.deploy.iam_policy --stage dev            # writes .chalice/policy-dev.json

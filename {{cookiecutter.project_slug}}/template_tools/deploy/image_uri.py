@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The serving container's image URI: given explicitly, or looked up with the SageMaker SDK v3.
 
 `sagemaker.core.image_uris.retrieve` works offline from JSON bundled with sagemaker-core. Its

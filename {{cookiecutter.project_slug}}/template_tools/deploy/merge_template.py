@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The template `chalice package --merge-template` merges into Chalice's, generated per stage.
 
     python -m template_tools.deploy.merge_template --stage dev > package/merge-template.json

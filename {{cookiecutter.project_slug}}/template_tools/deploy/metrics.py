@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """CloudWatch building blocks: one alarm and one dashboard widget, shared by alarms.py and the variants."""
 
 from __future__ import annotations

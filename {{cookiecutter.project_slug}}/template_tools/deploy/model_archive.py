@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Packs model/ into model.tar.gz in SageMaker's layout: artifacts at the root, code/ beside them.
 
 SageMaker unpacks the archive into /opt/ml/model; framework containers then import

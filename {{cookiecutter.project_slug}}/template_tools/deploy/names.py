@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """AWS's naming rules for what the deploy scripts create, checked again at run time, and ARN spelling.
 
 The template's hooks check the answers once, but they can be skipped (`--accept-hooks no`) and

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Write the deployable CloudFormation template and code zip to package/, without calling AWS.
 
     python -m template_tools.deploy.package --stage dev      # package/sam.json, package/deployment.zip

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Waiting for AWS to finish something, with a line per poll showing elapsed time and status."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """SQS building blocks of the stack: an encrypted, TLS-only queue, and the dead-letter queue.
 
 Every choice of source has the dead-letter queue (the handler sends records it cannot predict

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Deploy settings: the types one stage's deploy is described by, and the values they allow.
 
 `deploy/configuration.py` reads them from deploy/config.json and the Chalice stage and checks

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Deploy package/sam.json as the stage's CloudFormation stack, creating it or updating it in place.
 
     python -m template_tools.deploy.stack_deploy --stage dev  # after `make package`

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Delete the stage's CloudFormation stack, refusing while its dead-letter queue holds messages.
 
     python -m template_tools.deploy.stack_destroy --stage dev [--force]

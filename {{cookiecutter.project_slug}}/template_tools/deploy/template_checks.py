@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """What a packaged template must hold before it may be deployed, checked on the template itself.
 
 Used by `make package` (which refuses to write a template that fails) and by the tests. Each

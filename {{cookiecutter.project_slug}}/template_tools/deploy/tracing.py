@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """X-Ray tracing is on: what the functions' roles need to send their traces."""
 
 from __future__ import annotations

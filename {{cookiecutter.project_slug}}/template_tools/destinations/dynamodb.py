@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction table in local mode: create it in the emulator, read what is stored, refuse some writes.
 
 The reader follows the table's stream (NEW_IMAGE), which create_destination enables. boto3 finds

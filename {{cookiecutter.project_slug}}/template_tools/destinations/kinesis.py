@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction stream in local mode: create it in the emulator, read what arrives, refuse some records.
 
 boto3 finds the emulator through AWS_ENDPOINT_URL (see emulator.py), so these functions work

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction topic in local mode: create it in the emulator, read what arrives, refuse some publishes.
 
 SNS keeps nothing to read back, so a queue named after the topic with "-tail" subscribes to it

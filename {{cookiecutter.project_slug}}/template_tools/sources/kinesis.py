@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local mode's features source: a Kinesis data stream, its producer, and its Lambda-like trigger.
 
 The producer keys each event by its {{ cookiecutter.partition_key_field }}, so a key's events land on one shard in the order

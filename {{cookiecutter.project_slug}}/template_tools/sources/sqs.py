@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local mode's features source: an SQS standard queue, its producer, and its Lambda-like trigger."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local mode's features source: an SQS FIFO queue, its producer, and its Lambda-like trigger.
 
 The producer puts each event in the message group of its {{ cookiecutter.partition_key_field }}, so SQS

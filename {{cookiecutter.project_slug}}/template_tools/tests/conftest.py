@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Fixtures shared by the test modules: fake AWS, a trained model, the local endpoint, the app."""
 
 import functools

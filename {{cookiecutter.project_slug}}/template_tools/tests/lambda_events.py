@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Lambda events as the {% if cookiecutter.input_source == "kinesis" %}Kinesis{% elif cookiecutter.input_source == "sqs-fifo" %}SQS FIFO{% else %}SQS{% endif %} trigger delivers them, built with the Chalice test client."""
 
 import time

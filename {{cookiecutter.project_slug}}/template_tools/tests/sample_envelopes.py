@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A well-formed prediction envelope, as consumers receive it, for tests that need one to hand."""
 
 

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make bench` runs end to end and writes the documented results; nothing here asserts a timing.
 
 The benchmark runs once, at tiny sizes with no endpoint latency, against a copy of the project

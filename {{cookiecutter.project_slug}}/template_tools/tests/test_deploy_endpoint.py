@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make deploy-endpoint` / `make destroy-endpoint` end to end against moto: create, update, fail, destroy.
 
 moto 5.2 implements every SageMaker call the script makes except UpdateEndpoint. The

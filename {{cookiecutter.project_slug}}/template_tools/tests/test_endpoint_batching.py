@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """How the handler packs records into InvokeEndpoint calls and maps the answers back.
 
 The benchmark shows what batching buys; these tests pin down that it never mixes records up:

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Tests for the local endpoint, through real boto3 as the streaming handler calls it.
 
 `model_dir` (a freshly trained model beside the project's code/) and `endpoint` (a LocalEndpoint

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The output contract: every envelope the pipeline publishes matches the schema consumers code against.
 
 schemas/prediction-envelope.schema.json is what consuming teams validate with (see

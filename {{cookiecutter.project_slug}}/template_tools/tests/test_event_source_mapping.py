@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The plain `chalice deploy` path, against moto server: deploy, then the event source fix-up.
 
 `chalice deploy` really runs (as a subprocess, pointed at moto by AWS_ENDPOINT_URL), so the

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """examples/consume_predictions.py works as its docstring says, run as a consumer would run it."""
 
 import json

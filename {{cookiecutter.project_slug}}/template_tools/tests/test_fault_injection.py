@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Faults injected into the whole local pipeline: where every record ends, and that none is lost.
 
 Each test runs the real handler behind the Lambda-like trigger, against moto's server and the

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Reading delivered records into feature events: both body forms, and every way a body is refused.
 
 The records here come through the project's own event source (chalicelib/source.py), so the

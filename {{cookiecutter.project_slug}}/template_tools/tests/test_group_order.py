@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """{% if cookiecutter.input_source == "kinesis" %}Kinesis{% else %}FIFO{% endif %} order: a record to retry holds back the later records of its group, and only those.
 
 The handler runs through the Chalice test client against moto and the local endpoint. Groups are

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The handler end to end through the Chalice test client, moto and the local endpoint.
 
 Each test checks where every record of a batch ended: its prediction in the destination, a

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The local Kinesis trigger behaves like Lambda's stream event source mapping, which local mode relies on."""
 
 import base64

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The local SQS trigger behaves like Lambda's event source mapping, which the fault tests rely on."""
 
 import hashlib

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make local` end to end: every event sent comes out as a prediction or a dead letter."""
 
 import io

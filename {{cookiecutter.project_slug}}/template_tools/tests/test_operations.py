@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The operator commands: send, replay, redrive and tail, against the stage's resources in moto."""
 
 import json

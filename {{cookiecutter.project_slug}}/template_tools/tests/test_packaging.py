@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make package`: the packaged template (Chalice's plus the merge template) is safe to deploy.
 
 Everything here reads package/sam.json as CloudFormation will receive it, and runs cfn-lint on it

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make deploy` / `make destroy` against moto's CloudFormation: change sets, no-op, DLQ guard.
 
 moto cannot run the SAM transform, and its CloudFormation skips queue and topic policies and

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The read API: GET /predictions/{key} through Chalice's own test client, over a moto table."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Batched publishing to SQS: the batch limits, exact reporting of entries SQS refused, FIFO groups."""
 
 import json

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """What operators see: JSON log lines tied to the request and the record, no personal data, EMF metrics."""
 
 import json

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """X-Ray is on: an invocation's AWS calls show up as subsegments of its trace, and the stack traces."""
 
 import json

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Scaled time for the tests that wait on the emulator's queues.
 
 A fault test waits out visibility timeouts and function timeouts. Played at full length the

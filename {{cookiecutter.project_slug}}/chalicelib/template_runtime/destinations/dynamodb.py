@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction destination: a DynamoDB table holding the latest prediction per key.
 
 What it guarantees: the table keeps, for each key (the PARTITION_KEY_FIELD value of the model

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction destination: a Kinesis data stream, keyed by the model input's partition key field.
 
 What it guarantees: every accepted prediction is delivered at least once to each consumer of the

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction destination: an SNS topic that fans each prediction out to every subscriber.
 
 What it guarantees: every accepted prediction is delivered at least once to each subscription,

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The prediction destination: an SQS queue that one consumer (or one group of workers) reads.
 
 What it guarantees: every accepted prediction is delivered at least once. A standard queue keeps

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The event source: a Kinesis data stream, whose records stay in order per partition key.
 
 Lambda reads one shard at a time and, with ReportBatchItemFailures, starts the next attempt at

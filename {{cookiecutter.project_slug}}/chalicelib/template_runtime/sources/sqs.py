@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The event source: an SQS standard queue, whose records the handler may take in any order."""
 
 from __future__ import annotations

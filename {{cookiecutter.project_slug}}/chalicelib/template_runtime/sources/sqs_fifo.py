@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The event source: an SQS FIFO queue, whose records must be handled in order within each group.
 
 Lambda hands a FIFO queue's records over in order, each group's records in the order they were

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The predictions destination, a DynamoDB table with a read API: table, IAM, alarms, API wiring.
 
 The table holds each key's latest prediction: the key is the value of PARTITION_KEY_FIELD (a

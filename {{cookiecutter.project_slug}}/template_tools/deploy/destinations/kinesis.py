@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The predictions destination, a Kinesis data stream: the stream, IAM, alarm, dashboard graph and outputs.
 
 Each prediction is a record whose partition key is the value of PARTITION_KEY_FIELD, so one key's

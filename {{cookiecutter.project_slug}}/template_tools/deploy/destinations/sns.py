@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The predictions destination, an SNS topic: the topic, IAM, alarm, dashboard graph and outputs.
 
 Teams subscribe their own queues or functions to the topic (its ARN is a stack output) and

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The predictions destination, an SQS queue: the queue, IAM, dashboard graph and teardown notice.
 
 The queue is FIFO when its name ends .fifo (then each user's predictions stay in order end to

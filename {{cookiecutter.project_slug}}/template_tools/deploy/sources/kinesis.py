@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The features source, a Kinesis data stream: the stream, its trigger, IAM, alarm and checks.
 
 The stream is on-demand (no shards to size) and encrypted with the AWS-managed key. Chalice

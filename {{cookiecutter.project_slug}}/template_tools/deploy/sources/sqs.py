@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The features source, an SQS standard queue: the queue, its trigger, IAM, alarm and checks.
 
 The features queue hands records that keep failing to the dead-letter queue after

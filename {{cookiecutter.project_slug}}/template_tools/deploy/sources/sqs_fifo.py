@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The features source, an SQS FIFO queue: the queue, its trigger, IAM, alarm and checks.
 
 Records of one message group (one user) reach the function in order. The features queue hands

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The DynamoDB prediction destination: newest-wins conditional writes, exact failures, TTL."""
 
 import json

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The Kinesis prediction destination: PutRecords within its limits, exact failures, one shard per key."""
 
 import hashlib

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The SNS prediction destination: PublishBatch within its limits, exact failures, attributes subscribers filter on."""
 
 import json

@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """The SQS prediction destination: batches within SQS's limits, exact failures, read back from the queue."""
 
 import json

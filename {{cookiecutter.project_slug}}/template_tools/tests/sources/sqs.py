@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local mode's SQS standard source: the queues it creates, what its producer sends, how dead letters map back."""
 
 import json

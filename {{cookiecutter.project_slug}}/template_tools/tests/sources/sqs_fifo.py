@@ -1,3 +1,4 @@
+# Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Local mode's SQS FIFO source: FIFO queues, each event in its key's group, and order kept end to end."""
 
 import json
