@@ -168,8 +168,11 @@ def set_template_version(repo: Path, version: str) -> None:
     context_file.write_text(json.dumps(context, indent=2) + "\n", encoding="utf-8")
 
 
-def release_two_versions(repo: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """Commit the template as v0.1.0, then a visible change as v0.2.0; return each tag's commit."""
+def release_two_versions(
+    repo: Path, env: Mapping[str, str], changed: tuple[str, ...] = ("README.md",)
+) -> dict[str, str]:
+    """Commit the template as v0.1.0, then v0.2.0 appending TEMPLATE_CHANGE to the project's `changed`
+    files; return each tag's commit."""
     repo.mkdir()
     git(env, repo, "init", "--quiet", "--initial-branch=main")
     copy_template(repo)
@@ -179,19 +182,23 @@ def release_two_versions(repo: Path, env: Mapping[str, str]) -> dict[str, str]:
     git(env, repo, "commit", "--quiet", "--no-verify", "-m", "Template v0.1.0")
     git(env, repo, "tag", "v0.1.0")
 
-    readme = repo / PROJECT_TEMPLATE / "README.md"
-    readme.write_text(readme.read_text(encoding="utf-8") + f"\n{TEMPLATE_CHANGE}\n", encoding="utf-8")
+    for name in changed:
+        path = repo / PROJECT_TEMPLATE / name
+        line = TEMPLATE_CHANGE if path.suffix == ".md" else f"# {TEMPLATE_CHANGE}"
+        path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
     set_template_version(repo, "0.2.0")
     git(env, repo, "commit", "--quiet", "--no-verify", "--all", "-m", "Template v0.2.0")
     git(env, repo, "tag", "v0.2.0")
     return {tag: git(env, repo, "rev-parse", f"{tag}^{{commit}}").strip() for tag in ("v0.1.0", "v0.2.0")}
 
 
-def create_project_at_v0_1_0(tmp_path: Path) -> tuple[dict[str, str], dict[str, str], Path]:
+def create_project_at_v0_1_0(
+    tmp_path: Path, changed: tuple[str, ...] = ("README.md",)
+) -> tuple[dict[str, str], dict[str, str], Path]:
     """Release v0.1.0 and v0.2.0, `cruft create` a project from v0.1.0; return env, commits, project."""
     env = isolated_env(tmp_path / "home")
     template_repo = tmp_path / "template"
-    commits = release_two_versions(template_repo, env)
+    commits = release_two_versions(template_repo, env, changed)
     output_dir = tmp_path / "projects"
     created = cruft(
         env, tmp_path, "create", "--no-input", "--checkout", "v0.1.0", "--output-dir", str(output_dir),
@@ -244,6 +251,23 @@ def test_a_project_created_with_cruft_takes_the_next_release_with_cruft_update(t
     # Nothing differs from a fresh v0.2.0 project with the same answers.
     diffed = cruft(env, project, "diff", "--exit-code")
     assert diffed.returncode == 0, diffed.stdout + diffed.stderr
+
+
+def test_an_update_fixes_the_template_machinery_and_leaves_the_teams_files_alone(tmp_path: Path) -> None:
+    """The generated pyproject.toml tells cruft which files are the team's: a release touching both
+    kinds brings its change to the machinery only."""
+    machinery = ("template_tools/send.py", "chalicelib/template_runtime/batch.py")
+    teams = ("model/code/inference.py", "app.py", "chalicelib/extension_points.py")
+    env, _commits, project = create_project_at_v0_1_0(tmp_path, machinery + teams)
+    commit_all(env, project, "Project from template v0.1.0")
+
+    updated = update_to_v0_2_0(env, project)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    for name in machinery:
+        assert (project / name).read_text(encoding="utf-8").rstrip().endswith(TEMPLATE_CHANGE), name
+    for name in teams:
+        assert TEMPLATE_CHANGE not in (project / name).read_text(encoding="utf-8"), name
+    assert sorted(path.name for path in project.rglob("*.rej")) == []
 
 
 def test_a_conflicting_local_edit_is_left_as_a_rej_file_for_the_team(tmp_path: Path) -> None:
