@@ -146,8 +146,10 @@ def next_steps(answers: dict[str, object], project_dir: Path) -> str:
             "  make local     # the whole pipeline on this machine: no AWS account, no Docker",
             "  make test      # the project's tests",
             "",
-            "Bring your own model: replace model/code/inference.py (model_fn, input_fn, predict_fn,",
-            f"output_fn) and the artifacts under model/; {package}/train.py builds the example one.",
+            "Bring your own model: load_model and predict in model/code/inference.py, then",
+            "model/code/input.schema.json and requirements.txt, your artifacts and samples.jsonl in",
+            "model/, and tests/test_model.py (the README's \"Replacing the model\").",
+            f"{package}/train.py trains the example one.",
             "Then `make deploy-endpoint` and `make deploy` with AWS credentials for "
             f"{answers['aws_region']}.",
             "",
