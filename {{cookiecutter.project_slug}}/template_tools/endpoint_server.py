@@ -1,6 +1,11 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """A local SageMaker endpoint: serves `model/code/inference.py` over the InvokeEndpoint protocol.
 
+The model runs in a child process on its own Python (template_tools/model_worker.py in the
+virtualenv that holds model/code/requirements.txt, see model_environment.py), as it runs in its
+own container in AWS: what it imports must be in its requirements, and its packages never mix
+with the handler's.
+
 The streaming handler's boto3 `sagemaker-runtime` client talks to it exactly as it talks to AWS
 (point `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` at `LocalEndpoint.url`), so local runs and tests
 exercise the real request, response and error path, botocore's retries included. Injected
@@ -12,13 +17,13 @@ faults answer the way SageMaker does when an endpoint throttles, is not ready or
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
-import importlib.util
-import itertools
 import json
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -27,9 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
+from typing import Any
 
 from chalicelib.template_runtime.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+
+from .model_environment import ModelEnvironmentError, model_python
 
 # What SageMaker Runtime answers for each error code (botocore's service model agrees).
 ERROR_STATUS = {
@@ -46,7 +54,13 @@ DEFAULT_ACCEPT = "application/json"
 _INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 # The region the client signed for, so a LogStreamArn names the same region the caller uses.
 _SIGNED_REGION = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/")
-_module_numbers = itertools.count()
+MODEL_WORKER = Path(__file__).resolve().with_name("model_worker.py")
+# How long a worker gets to exit after its stdin closes before it is killed.
+WORKER_STOP_TIMEOUT_SECONDS = 5
+
+
+class ModelLoadError(RuntimeError):
+    """The model's inference.py could not be imported, or its model_fn failed."""
 
 
 @dataclass(frozen=True)
@@ -79,22 +93,65 @@ class _Answer:
     headers: dict[str, str]
 
 
-def load_inference_module(model_dir: Path) -> ModuleType:
-    """Import `model_dir/code/inference.py` the way SageMaker's framework containers do."""
-    code_dir = model_dir / "code"
-    # The container puts code/ on sys.path, so inference.py may import modules next to it.
-    if str(code_dir) not in sys.path:
-        sys.path.insert(0, str(code_dir))
-    # A fresh module name per load: two endpoints in one process each get their own copy.
-    name = f"_sagemaker_inference_{next(_module_numbers)}"
-    spec = importlib.util.spec_from_file_location(name, code_dir / "inference.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(code_dir / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before it runs, as a normal import would: dataclasses look their module up.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+class _ModelWorker:
+    """model_worker.py in a child process on the model's Python; one request at a time."""
+
+    def __init__(self, model_dir: Path, python: Path) -> None:
+        self._lock = threading.Lock()
+        # stderr is inherited: the model's own prints and logs show where the endpoint's do.
+        self._process = subprocess.Popen(
+            [str(python), str(MODEL_WORKER), "--model-dir", str(model_dir.resolve())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        ready = self._read()
+        if not ready.get("ready"):
+            self.stop()
+            reason = ready.get("error") or f"the model worker exited with code {self._process.returncode}"
+            raise ModelLoadError(
+                f"the model in {model_dir} did not load:\n{reason}\n"
+                "If load_model reads an artifact that is not there yet, build it first "
+                "(for the example model: make train)."
+            )
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> dict[str, Any]:
+        """The worker's answer to one request (see model_worker.py for its fields)."""
+        request = {"body": base64.b64encode(body).decode("ascii"), "content_type": content_type, "accept": accept}
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps(request) + "\n")
+                self._process.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # read() below reports the exit
+            answer = self._read()
+        if "ok" not in answer:
+            message = f"the model worker exited with code {self._process.poll()}; its stderr says why"
+            return {"ok": False, "error": f"RuntimeError: {message}", "message": message, "client_error": False}
+        return answer
+
+    def stop(self) -> None:
+        """Close its stdin, which ends it; kill it if it does not end in time."""
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=WORKER_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+
+    def _read(self) -> dict[str, Any]:
+        """The worker's next line, or {} when it has exited."""
+        try:
+            line = self._process.stdout.readline()
+        except ValueError:  # stdout closed by stop()
+            return {}
+        if not line:
+            self._process.wait()
+            return {}
+        return json.loads(line)
 
 
 class LocalEndpoint:
@@ -108,16 +165,20 @@ class LocalEndpoint:
         latency_ms: int = 0,
         endpoint_name: str | None = None,
         variant_name: str = "AllTraffic",
+        python: Path | None = None,
     ) -> None:
-        """`endpoint_name` None answers any name; otherwise other names are not found."""
+        """`endpoint_name` None answers any name; otherwise other names are not found.
+
+        `python` runs the model; by default the one model_environment builds from the model's
+        requirements.txt. The model loads (model_fn runs once) when the endpoint starts.
+        """
         self.model_dir = Path(model_dir)
         self.latency_ms = latency_ms
         self.endpoint_name = endpoint_name
         self.variant_name = variant_name
         self._port = port
-        # model_fn runs once, when the endpoint is created, as when a container starts.
-        self._inference = load_inference_module(self.model_dir)
-        self._model = self._inference.model_fn(str(self.model_dir))
+        self._python = python
+        self._worker: _ModelWorker | None = None
         self._lock = threading.Lock()
         self._faults: list[tuple[Fault, int | None]] = []
         self._invocations = 0
@@ -154,21 +215,34 @@ class LocalEndpoint:
             self._faults.clear()
 
     def start(self) -> LocalEndpoint:
-        """Start serving on a background thread."""
-        self._server = _EndpointHTTPServer(("127.0.0.1", self._port), self)
+        """Load the model in its worker, then serve on a background thread.
+
+        Raises ModelLoadError when inference.py does not import or model_fn fails, and
+        model_environment.ModelEnvironmentError when the model's packages do not install.
+        """
+        python = self._python or model_python(self.model_dir)
+        # model_fn runs once, before the first request can arrive, as when a container starts.
+        self._worker = _ModelWorker(self.model_dir, python)
+        try:
+            self._server = _EndpointHTTPServer(("127.0.0.1", self._port), self)
+        except OSError:
+            self.stop()
+            raise
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close every open connection."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._thread.join()
-        self._server = self._thread = None
+        """Stop serving, close every open connection and end the model's worker."""
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.close_connections()
+            self._thread.join()
+            self._server = self._thread = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     def __enter__(self) -> LocalEndpoint:
         return self.start()
@@ -206,23 +280,22 @@ class LocalEndpoint:
             if fault.error is not None:
                 return _error(fault.error, ERROR_STATUS[fault.error], f"Injected {fault.error}")
         time.sleep(self.latency_ms / 1000)
-        try:
-            data = self._inference.input_fn(body, headers.get("content-type", "application/json"))
-            prediction = self._inference.predict_fn(data, self._model)
-            accept = headers.get("accept", "*/*")
-            accept = DEFAULT_ACCEPT if accept == "*/*" else accept
-            payload, content_type = self._inference.output_fn(prediction, accept)
-        except ValueError as error:
-            return self._model_error(400, str(error), log_stream_arn)
-        except Exception as error:  # noqa: BLE001 - any model failure is the caller's ModelError
-            return self._model_error(500, f"{type(error).__name__}: {error}", log_stream_arn)
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8")
+        worker = self._worker
+        if worker is None:
+            return _error("ModelNotReadyException", ERROR_STATUS["ModelNotReadyException"], "The model is not loaded.")
+        accept = headers.get("accept", "*/*")
+        accept = DEFAULT_ACCEPT if accept == "*/*" else accept
+        answer = worker.invoke(body, headers.get("content-type", "application/json"), accept)
+        if not answer["ok"]:
+            # The containers answer a ValueError with 400 and its message, anything else with 500.
+            if answer["client_error"]:
+                return self._model_error(400, answer["message"], log_stream_arn)
+            return self._model_error(500, answer["error"], log_stream_arn)
         response_headers = {
-            "Content-Type": content_type,
+            "Content-Type": answer["content_type"],
             "x-Amzn-Invoked-Production-Variant": self.variant_name,
         }
-        return _Answer(200, payload, response_headers)
+        return _Answer(200, base64.b64decode(answer["payload"]), response_headers)
 
     def _take_fault(self, body: str) -> Fault | None:
         """Return the fault that answers this body and count one use of it (lock held).
@@ -354,9 +427,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         endpoint_name=args.endpoint_name,
     )
-    with endpoint:
+    try:
+        endpoint.start()
+    except (ModelLoadError, ModelEnvironmentError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    try:
         print(endpoint.url, flush=True)
         stopped.wait()
+    finally:
+        endpoint.stop()
     return 0
 
 

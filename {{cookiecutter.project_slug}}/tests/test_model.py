@@ -1,28 +1,52 @@
-"""Tests for model/code/inference.py, called the way a SageMaker framework container calls it.
+"""Tests for the example model: model/code/inference.py, called the way a SageMaker framework container calls it.
 
-`model_dir` (a freshly trained model beside the project's code/) comes from conftest.py.
+These run in the model's own virtualenv (model/code/requirements.txt plus pytest), as the model
+runs in its container: `make test` runs them there, through
+`python -m template_tools.model_environment --pytest tests/test_model.py`. So they import only
+the standard library, pytest, the model's packages and this project's training package; nothing
+from the development venv (boto3, moto, chalicelib, template_tools).
 """
 
-{% if cookiecutter.input_source != "kinesis" %}import hashlib
-{% endif %}import json
+import importlib.util
+import json
+import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from chalicelib.template_runtime.source import delivery
 from {{ cookiecutter.package_name }}.clickstream import build_catalog
-from template_tools.endpoint_server import load_inference_module
+from {{ cookiecutter.package_name }}.train import train_model
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+CODE_DIR = PROJECT_DIR / "model" / "code"
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
+# Enough sessions for every catalog item to have neighbours, small enough to train in a blink.
+TEST_TRAINING_SESSIONS = 2000
 
 
 @pytest.fixture(scope="module")
-def inference(model_dir: Path) -> ModuleType:
-    """The inference module, imported as the container imports it."""
-    return load_inference_module(model_dir)
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model directory as SageMaker would unpack it: code/ plus a freshly trained artifact."""
+    directory = tmp_path_factory.mktemp("model")
+    shutil.copytree(CODE_DIR, directory / "code")
+    train_model(directory, sessions=TEST_TRAINING_SESSIONS)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def inference() -> ModuleType:
+    """inference.py, imported as the container imports it: with code/ on sys.path."""
+    if str(CODE_DIR) not in sys.path:
+        sys.path.insert(0, str(CODE_DIR))
+    spec = importlib.util.spec_from_file_location("inference", CODE_DIR / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import would: dataclasses look their module up.
+    sys.modules["inference"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +161,19 @@ def test_unknown_items_fall_back_to_best_sellers_with_zero_score(inference, mode
 )
 def test_an_invalid_record_raises_value_error_naming_the_field(inference, bad_record: dict, field: str) -> None:
     """The dead-letter reason must tell a producer exactly what to fix."""
-    with pytest.raises(ValueError, match=f"record 0: field '{field}'"):
+    with pytest.raises(ValueError, match=f"record 0: .*{field}"):
         inference.input_fn(json.dumps(bad_record), JSON)
+
+
+def test_k_defaults_to_the_schemas_default(inference, model) -> None:
+    """input.schema.json's default fills in a k the record leaves out."""
+    assert inference.input_fn(json.dumps(record()), JSON).records[0]["k"] == 5
 
 
 def test_one_bad_record_fails_the_whole_batch_and_names_its_index(inference) -> None:
     """The handler isolates the culprit by retrying records alone; the index speeds that up."""
     batch = {"instances": [record(), record(), {"user_id": "u-0042"}]}
-    with pytest.raises(ValueError, match="record 2: field 'recent_items' is required"):
+    with pytest.raises(ValueError, match=r"record 2: .*\['recent_items'\]"):
         inference.input_fn(json.dumps(batch), JSON)
     lines = json.dumps(record()) + "\nnot json\n"
     with pytest.raises(ValueError, match="record 1 is not valid JSON"):
@@ -155,7 +184,7 @@ def test_one_bad_record_fails_the_whole_batch_and_names_its_index(inference) -> 
     ("body", "content_type", "message"),
     [
         ("{not json", JSON, "request body is not valid JSON"),
-        ('["a list"]', JSON, "record 0: must be a JSON object"),
+        ('["a list"]', JSON, "record 0: .* must be object"),
         ('{"instances": "all"}', JSON, "field 'instances' must be a list"),
         (json.dumps(record()), "text/csv", "content type 'text/csv' is not supported"),
     ],
@@ -164,28 +193,6 @@ def test_a_malformed_request_raises_value_error(inference, body, content_type, m
     """Every request the model cannot read must become a client error, never a crash."""
     with pytest.raises(ValueError, match=message):
         inference.input_fn(body, content_type)
-
-
-def test_the_sample_events_hold_what_their_names_promise(inference, model) -> None:
-    """Handler tests and `sam local`-style runs rely on these files being exactly right."""
-    events = PROJECT_DIR / "events"
-    good = [delivery(record) for record in json.loads((events / "feature-events.json").read_text())["Records"]]
-    mixed = [delivery(record) for record in json.loads((events / "malformed-record.json").read_text())["Records"]]
-{%- if cookiecutter.input_source != "kinesis" %}
-    for record in json.loads((events / "feature-events.json").read_text())["Records"]:
-        assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
-{%- endif %}
-    assert len({message.message_id for message in good + mixed}) == 6
-    for message in good:
-        body = json.loads(message.body)
-        features = body.get("features", body)
-        assert json.loads(serve(inference, model, json.dumps(features), JSON)[0])["items"]
-    first, not_json, rejected = (message.body for message in mixed)
-    assert serve(inference, model, first, JSON)
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(not_json)
-    with pytest.raises(ValueError, match="field 'recent_items' is required"):
-        inference.input_fn(rejected, JSON)
 
 
 def test_model_fn_refuses_an_artifact_it_does_not_understand(inference, tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ class InputSchema:
     """A compiled schema; compiling once per process keeps the check to microseconds a record."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        self._validate = fastjsonschema.compile(schema)
+        # Checking only: defaults in the schema are for the model to fill in, the record passes on unchanged.
+        self._validate = fastjsonschema.compile(schema, use_default=False)
 
     @classmethod
     def from_setting(cls, path: str) -> InputSchema | None:

@@ -1,15 +1,14 @@
-"""SageMaker inference entry points for the example item-to-item recommender.
+"""SageMaker inference entry points: the example item-to-item recommender, and the request handling around it.
 
-SageMaker's framework containers (the scikit-learn one here) import this file from
-`/opt/ml/model/code/` and call, per request, input_fn -> predict_fn -> output_fn, after calling
-model_fn once at start-up. The local endpoint server loads it the same way, so what passes
-locally is what runs in AWS.
+SageMaker's framework containers (the scikit-learn one here) pip-install `requirements.txt`,
+import this file from `/opt/ml/model/code/` and call, per request, input_fn -> predict_fn ->
+output_fn, after calling model_fn once at start-up. The local endpoint runs it the same way, in
+a virtualenv holding requirements.txt only, so what passes locally is what runs in AWS.
 
-To serve your own model, replace `load_model` and `predict` below; the request and response
-handling around them is the contract the streaming handler relies on and can stay as it is.
-
-Standard library only: the container installs `requirements.txt`, but every dependency is one
-more thing to pin, download at start-up and keep patched.
+To serve your own model, replace `load_model` and `predict` below, and describe one input record
+in `input.schema.json` next to this file. The rest (model_fn, input_fn, predict_fn, output_fn)
+is generic: it validates each record against that schema, filling in its defaults, and keeps
+the request and response shapes the streaming handler relies on.
 """
 
 from __future__ import annotations
@@ -18,12 +17,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastjsonschema
+
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
 MODEL_FILE = "cooccurrence.json"
 MODEL_FORMAT = "item-cooccurrence/1"
-DEFAULT_K = 5
-MAX_K = 50
+# The one description of a model input record; the streaming handler checks records against it
+# too, before they cost an endpoint call. use_default fills in what a record leaves out (k).
+INPUT_SCHEMA_FILE = Path(__file__).with_name("input.schema.json")
+_validate_input = fastjsonschema.compile(json.loads(INPUT_SCHEMA_FILE.read_text(encoding="utf-8")), use_default=True)
 
 
 @dataclass(frozen=True)
@@ -161,24 +164,12 @@ def _parse_json(text: str, where: str) -> object:
 
 
 def _validated(record: object, index: int) -> dict:
-    """Check one model input record and fill in the default k.
+    """Check one model input record against input.schema.json and fill in its defaults.
 
     Messages name the record's position and the field so that a caller holding a batch can
     tell which of its records was at fault.
     """
-    if not isinstance(record, dict):
-        raise ValueError(f"record {index}: must be a JSON object")
-    for field in ("user_id", "recent_items"):
-        if field not in record:
-            raise ValueError(f"record {index}: field {field!r} is required")
-    user_id = record.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
-        raise ValueError(f"record {index}: field 'user_id' must be a non-empty string")
-    recent_items = record.get("recent_items")
-    if not isinstance(recent_items, list) or not all(isinstance(i, str) for i in recent_items):
-        raise ValueError(f"record {index}: field 'recent_items' must be a list of item ids")
-    k = record.get("k", DEFAULT_K)
-    # bool is an int in Python; `"k": true` is a client bug, not k=1.
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise ValueError(f"record {index}: field 'k' must be an integer from 1 to {MAX_K}")
-    return {"user_id": user_id, "recent_items": recent_items, "k": k}
+    try:
+        return _validate_input(record)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise ValueError(f"record {index}: {error.message}") from None

@@ -1,8 +1,9 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Tests for the local endpoint, through real boto3 as the streaming handler calls it.
 
-`model_dir` (a freshly trained model beside the project's code/) and `endpoint` (a LocalEndpoint
-on it, new for each test) come from conftest.py.
+`model_dir` (the echo model, template_tools/echo_model/, never the team's) and `endpoint` (a
+LocalEndpoint on it, new for each test) come from conftest.py. The model runs in its worker
+process; model_environment's and the worker's own tests are in test_model_environment.py.
 """
 
 import json
@@ -23,13 +24,16 @@ from botocore.retries.standard import ExponentialBackoff
 from chalicelib.template_runtime.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 from template_tools import endpoint_server
 from template_tools.endpoint_server import Fault, LocalEndpoint
+from template_tools.model_environment import model_python
+
+from .echo_inputs import echo_input, expected_output, id_marker, schema_breaking_input
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ENDPOINT_NAME = "{{ cookiecutter.endpoint_name }}"
 # botocore's standard retry mode retries throttling and 5xx answers. Its `max_attempts` setting
 # counts retries after the first call; `total_max_attempts` counts every call.
 ATTEMPTS = 3
-RECORD = {"user_id": "u-0042", "recent_items": ["i-0012", "i-0100"], "k": 3}
+RECORD = echo_input(42)
 
 
 @pytest.fixture(autouse=True)
@@ -63,33 +67,32 @@ def test_a_prediction_comes_back_with_the_variant_that_served_it(endpoint) -> No
     output = json.loads(response["Body"].read())
     assert response["InvokedProductionVariant"] == "AllTraffic"
     assert response["ContentType"] == "application/json"
-    assert output["user_id"] == "u-0042"
-    assert len(output["items"]) == 3
+    assert output == expected_output(RECORD)
     assert endpoint.invocations == 1
 
 
 def test_a_batch_request_gets_its_predictions_in_order(endpoint) -> None:
     """The handler sends many records per call and maps results back by position."""
-    users = [f"u-{number:04d}" for number in range(20)]
-    batch = {"instances": [dict(RECORD, user_id=user) for user in users]}
-    predictions = json.loads(invoke(endpoint.url, batch)["Body"].read())["predictions"]
-    assert [prediction["user_id"] for prediction in predictions] == users
+    records = [echo_input(number) for number in range(20)]
+    predictions = json.loads(invoke(endpoint.url, {"instances": records})["Body"].read())["predictions"]
+    assert predictions == [expected_output(record) for record in records]
 
 
 def test_json_lines_requests_are_answered_in_json_lines(endpoint) -> None:
     """The jsonlines option must work end to end, not only in inference.py."""
-    body = "\n".join(json.dumps(dict(RECORD, user_id=user)) for user in ["u-1", "u-2"])
+    records = [echo_input(1), echo_input(2)]
+    body = "\n".join(json.dumps(record) for record in records)
     response = runtime_client(endpoint.url).invoke_endpoint(
         EndpointName=ENDPOINT_NAME, Body=body, ContentType="application/jsonlines", Accept="application/jsonlines"
     )
     lines = response["Body"].read().decode().splitlines()
     assert response["ContentType"] == "application/jsonlines"
-    assert [json.loads(line)["user_id"] for line in lines] == ["u-1", "u-2"]
+    assert [json.loads(line) for line in lines] == [expected_output(record) for record in records]
 
 
 def test_without_accept_the_answer_is_json_as_in_a_sagemaker_container(endpoint) -> None:
     """The containers default Accept to JSON; a client that omits it must find out locally."""
-    body = "\n".join(json.dumps(dict(RECORD, user_id=user)) for user in ["u-1", "u-2"])
+    body = "\n".join(json.dumps(echo_input(number)) for number in [1, 2])
     response = runtime_client(endpoint.url).invoke_endpoint(
         EndpointName=ENDPOINT_NAME, Body=body, ContentType="application/jsonlines"
     )
@@ -102,12 +105,12 @@ def test_an_invalid_record_raises_model_error_with_the_models_message(endpoint) 
     client = runtime_client(endpoint.url)
     with pytest.raises(client.exceptions.ModelError) as raised:
         client.invoke_endpoint(
-            EndpointName=ENDPOINT_NAME, Body=json.dumps({"user_id": "u-1"}), ContentType="application/json"
+            EndpointName=ENDPOINT_NAME, Body=json.dumps(schema_breaking_input(1)), ContentType="application/json"
         )
     response = raised.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert response["OriginalStatusCode"] == 400
-    assert "field 'recent_items' is required" in response["OriginalMessage"]
+    assert response["OriginalMessage"].startswith("record 0: field 'id'")
     assert response["LogStreamArn"] == (
         f"arn:aws:logs:eu-west-1:000000000000:log-group:/aws/sagemaker/Endpoints/{ENDPOINT_NAME}"
     )
@@ -159,17 +162,17 @@ def test_a_fault_that_runs_out_lets_botocores_retry_succeed(endpoint) -> None:
     """`times` models a short throttling burst that retries ride out."""
     endpoint.inject(Fault(error="ThrottlingException", times=ATTEMPTS - 1))
     response = invoke(endpoint.url, RECORD)
-    assert json.loads(response["Body"].read())["user_id"] == "u-0042"
+    assert json.loads(response["Body"].read()) == expected_output(RECORD)
     assert endpoint.invocations == ATTEMPTS
 
 
 def test_a_fault_with_match_hits_only_the_requests_that_contain_it(endpoint) -> None:
     """`match` poisons one record so a test can follow it through a batch of good ones."""
-    endpoint.inject(Fault(error="ModelError", match="u-0666", times=1))
+    endpoint.inject(Fault(error="ModelError", match=id_marker(666), times=1))
     assert invoke(endpoint.url, RECORD)["InvokedProductionVariant"] == "AllTraffic"
     with pytest.raises(ClientError, match="ModelError"):
-        invoke(endpoint.url, dict(RECORD, user_id="u-0666"))
-    assert invoke(endpoint.url, dict(RECORD, user_id="u-0666"))["Body"].read()
+        invoke(endpoint.url, echo_input(666))
+    assert invoke(endpoint.url, echo_input(666))["Body"].read()
 
 
 def test_earlier_faults_win_and_clear_faults_restores_predictions(endpoint) -> None:
@@ -188,7 +191,7 @@ def test_a_fault_without_an_error_answers_correctly_but_late(endpoint) -> None:
     """A slow endpoint is how a test drives the handler into its deadline."""
     endpoint.inject(Fault(delay_ms=300, times=1))
     started = time.perf_counter()
-    assert json.loads(invoke(endpoint.url, RECORD)["Body"].read())["user_id"] == "u-0042"
+    assert json.loads(invoke(endpoint.url, RECORD)["Body"].read()) == expected_output(RECORD)
     assert time.perf_counter() - started >= 0.3
 
 
@@ -251,6 +254,8 @@ def test_ping_answers_200(endpoint) -> None:
 
 def test_the_command_line_prints_its_url_and_stops_on_sigterm(model_dir: Path) -> None:
     """`make local` starts the endpoint as a process, reads its URL and stops it with SIGTERM."""
+    # Built beforehand: a first build's progress lines on stderr are not a line per request.
+    model_python(model_dir)
     server = subprocess.Popen(
         [sys.executable, "-m", endpoint_server.__name__, "--model-dir", str(model_dir)],
         cwd=PROJECT_DIR,
@@ -261,7 +266,7 @@ def test_the_command_line_prints_its_url_and_stops_on_sigterm(model_dir: Path) -
     try:
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        assert json.loads(invoke(url, RECORD)["Body"].read())["user_id"] == "u-0042"
+        assert json.loads(invoke(url, RECORD)["Body"].read()) == expected_output(RECORD)
     finally:
         server.send_signal(signal.SIGTERM)
         _stdout, stderr = server.communicate(timeout=10)
@@ -271,9 +276,9 @@ def test_the_command_line_prints_its_url_and_stops_on_sigterm(model_dir: Path) -
 
 def test_a_request_matching_an_error_fault_and_a_slow_one_gets_the_error(endpoint) -> None:
     """A batch holding a record the model rejects must fail even if another of its records is only slow."""
-    endpoint.inject(Fault(match="u-0001", times=1, delay_ms=1))
-    endpoint.inject(Fault(error="ModelError", match="u-0002"))
+    endpoint.inject(Fault(match=id_marker(1), times=1, delay_ms=1))
+    endpoint.inject(Fault(error="ModelError", match=id_marker(2)))
     client = runtime_client(endpoint.url)
-    batch = {"instances": [RECORD | {"user_id": "u-0001"}, RECORD | {"user_id": "u-0002"}]}
+    batch = {"instances": [echo_input(1), echo_input(2)]}
     with pytest.raises(client.exceptions.ModelError):
         client.invoke_endpoint(EndpointName=ENDPOINT_NAME, Body=json.dumps(batch))
