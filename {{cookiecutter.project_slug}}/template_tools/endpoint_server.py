@@ -140,7 +140,9 @@ class _ModelWorker:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        self._process.stdout.close()
+        # Under the lock: a request still in flight on a server thread reads EOF first, not a closed file.
+        with self._lock:
+            self._process.stdout.close()
 
     def _read(self) -> dict[str, Any]:
         """The worker's next line, or {} when it has exited."""

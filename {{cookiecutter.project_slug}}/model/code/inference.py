@@ -23,10 +23,6 @@ JSON = "application/json"
 JSON_LINES = "application/jsonlines"
 MODEL_FILE = "cooccurrence.json"
 MODEL_FORMAT = "item-cooccurrence/1"
-# The one description of a model input record; the streaming handler checks records against it
-# too, before they cost an endpoint call. use_default fills in what a record leaves out (k).
-INPUT_SCHEMA_FILE = Path(__file__).with_name("input.schema.json")
-_validate_input = fastjsonschema.compile(json.loads(INPUT_SCHEMA_FILE.read_text(encoding="utf-8")), use_default=True)
 
 
 @dataclass(frozen=True)
@@ -98,6 +94,11 @@ def predict(record: dict, model: Recommender) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The SageMaker contract: request parsing, validation and response encoding.
 # ---------------------------------------------------------------------------------------------
+
+# The one description of a model input record; the streaming handler checks records against it
+# too, before they cost an endpoint call. use_default fills in what a record leaves out.
+INPUT_SCHEMA_FILE = Path(__file__).with_name("input.schema.json")
+_validate_input = fastjsonschema.compile(json.loads(INPUT_SCHEMA_FILE.read_text(encoding="utf-8")), use_default=True)
 
 
 def model_fn(model_dir: str) -> Recommender:
