@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_generated_suites import SUITE_TIMEOUT_SECONDS, SUITE_WORKERS, baked_project
 
 from suite_runner import run_suite
-from test_generated_suites import SUITE_TIMEOUT_SECONDS, SUITE_WORKERS, baked_project
 
 # The files a team touches to bring its model, in the README's order; nothing else may change.
 CONTRACT_FILES = (
@@ -30,8 +30,13 @@ CONTRACT_FILES = (
     "model/code/input.schema.json",
     "model/code/requirements.txt",
     "model/samples.jsonl",
+    "model/cooccurrence.json",
     "model/model.joblib",
     "tests/test_model.py",
+)
+# What the runs write beside the team's files: environments, caches, logs, packaging, run output.
+GENERATED = re.compile(
+    r"(^|/)(__pycache__|\.venv-model|\.venv-uv|vendor|bench|\.pytest_cache)/|\.log$|\.pyc$|^\.suite-"
 )
 # Where the example's inference.py begins its generic SageMaker part, which a team keeps as it is.
 SAGEMAKER_PART = "# The SageMaker contract"
@@ -50,6 +55,7 @@ FRAUD_SCHEMA = {
     },
 }
 
+# The team's part of the fraud scorer's inference.py; the generic SageMaker part follows it unchanged.
 FRAUD_MODEL = '''\
 """SageMaker inference entry points for a fraud scorer: a logistic model over amount and hour."""
 
@@ -62,21 +68,6 @@ from pathlib import Path
 
 import fastjsonschema
 import joblib
-
-JSON = "application/json"
-JSON_LINES = "application/jsonlines"
-
-
-@dataclass(frozen=True)
-class Batch:
-    records: list[dict]
-    shape: str
-
-
-@dataclass(frozen=True)
-class Predictions:
-    outputs: list[dict]
-    shape: str
 
 
 def load_model(model_dir: Path) -> dict:
@@ -97,6 +88,7 @@ FRAUD_MODEL_TEST = '''\
 """The fraud scorer: runs in the model's own environment (joblib is not in the dev venv)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +100,8 @@ CODE = Path(__file__).resolve().parents[1] / "model" / "code" / "inference.py"
 def inference():
     spec = importlib.util.spec_from_file_location("fraud_inference", CODE)
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the module runs.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -126,11 +120,14 @@ def test_a_payment_without_an_hour_is_refused_with_the_field(inference):
 
 
 def fraud_samples(count: int) -> str:
+    """Write `count` seeded payments as JSON Lines, the fraud scorer's model/samples.jsonl."""
     rng = random.Random(5)
-    lines = [
-        {"account_id": f"acct-{rng.randrange(10**6):06d}", "amount": round(rng.uniform(1, 3000), 2), "hour": rng.randrange(24)}
-        for _ in range(count)
-    ]
+    lines = []
+    for _ in range(count):
+        account = f"acct-{rng.randrange(10**6):06d}"
+        lines.append(
+            {"account_id": account, "amount": round(rng.uniform(1, 3000), 2), "hour": rng.randrange(24)}
+        )
     return "".join(json.dumps(line) + "\n" for line in lines)
 
 
@@ -138,27 +135,38 @@ def swap_in_the_fraud_model(project: Path) -> None:
     """Write the contract's files for the fraud scorer; the artifact comes later, from its own env."""
     example = (project / "model" / "code" / "inference.py").read_text(encoding="utf-8")
     assert SAGEMAKER_PART in example, "the example inference.py lost its generic SageMaker part"
-    generic = example[example.index(SAGEMAKER_PART) :]
-    generic = generic[generic.index("\n") + 1 :]
-    (project / "model" / "code" / "inference.py").write_text(FRAUD_MODEL + "# " + "-" * 93 + "\n" + SAGEMAKER_PART + "\n" + generic)
+    # From the rule above the marker: the generic part, kept exactly as the template wrote it.
+    generic = example[example.rindex("\n# ---", 0, example.index(SAGEMAKER_PART)) + 1 :]
+    (project / "model" / "code" / "inference.py").write_text(FRAUD_MODEL + generic)
     (project / "model" / "code" / "input.schema.json").write_text(json.dumps(FRAUD_SCHEMA, indent=2) + "\n")
     requirements = (project / "model" / "code" / "requirements.txt").read_text(encoding="utf-8")
     (project / "model" / "code" / "requirements.txt").write_text(requirements + "joblib==1.4.2\n")
     (project / "model" / "samples.jsonl").write_text(fraud_samples(60))
     (project / "tests" / "test_model.py").write_text(FRAUD_MODEL_TEST)
+    # The example's artifact goes; nothing may bring it back (as `make train` would have).
+    (project / "model" / "cooccurrence.json").unlink()
 
 
 def make(project: Path, *arguments: str) -> str:
     """Run make in the project on the template's environment; return its output, failing on error."""
     venv = Path(sys.prefix)
-    command = ["make", *arguments, f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
-    run = run_suite(command, project, SUITE_TIMEOUT_SECONDS)
+    settings = [f"VENV={venv}", f"TEST_WORKERS={SUITE_WORKERS}", "-o", f"{venv}/.installed"]
+    run = run_suite(["make", *arguments, *settings], project, SUITE_TIMEOUT_SECONDS)
     assert run.passed, run.report()
     return run.output
 
 
+def file_contents(project: Path) -> dict[str, bytes]:
+    """Map every file of the project, by its relative path, to its bytes."""
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in project.rglob("*")
+        if path.is_file()
+    }
+
+
 def summary_value(output: str, name: str) -> int:
-    """A count from a summary table line such as `lost           0`."""
+    """Read a count from a summary table line such as `lost           0`."""
     found = re.findall(rf"^\s*{re.escape(name)}\s+(\d+)", output, flags=re.MULTILINE)
     assert found, f"no {name!r} line in:\n{output[-3000:]}"
     return int(found[-1])
@@ -168,7 +176,7 @@ def summary_value(output: str, name: str) -> int:
 def test_a_second_model_of_another_kind_runs_locally_soaks_and_passes_its_tests(tmp_path: Path) -> None:
     """Only the contract's files change, and local mode, soak and make test all work on the new model."""
     project = baked_project(tmp_path, {})
-    before = {path.relative_to(project).as_posix(): path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    before = file_contents(project)
     swap_in_the_fraud_model(project)
 
     model_python = make(project, "--no-print-directory", "-s", "model-env").strip().splitlines()[-1]
@@ -188,10 +196,10 @@ def test_a_second_model_of_another_kind_runs_locally_soaks_and_passes_its_tests(
 
     make(project, "test")
 
-    after = {path.relative_to(project).as_posix(): path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    after = file_contents(project)
     changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
-    generated = re.compile(r"(^|/)(__pycache__|\.venv-model|\.venv-uv|vendor|bench|\.pytest_cache)/|\.log$|\.pyc$|^\.suite-")
-    assert {name for name in changed if not generated.search(name)} == set(CONTRACT_FILES)
+    assert {name for name in changed if not GENERATED.search(name)} == set(CONTRACT_FILES)
+    assert not (project / "model" / "cooccurrence.json").exists()
 
     # The model's package is in its own environment, never in the dev one.
     assert importlib.util.find_spec("joblib") is None

@@ -1,6 +1,6 @@
 """SageMaker inference entry points: the example item-to-item recommender, and the request handling around it.
 
-SageMaker's framework containers (the scikit-learn one here) pip-install `requirements.txt`,
+SageMaker's framework containers (deploy/config.json names the one) pip-install `requirements.txt`,
 import this file from `/opt/ml/model/code/` and call, per request, input_fn -> predict_fn ->
 output_fn, after calling model_fn once at start-up. The local endpoint runs it the same way, in
 a virtualenv holding requirements.txt only, so what passes locally is what runs in AWS.
@@ -19,8 +19,10 @@ from pathlib import Path
 
 import fastjsonschema
 
-JSON = "application/json"
-JSON_LINES = "application/jsonlines"
+# ---------------------------------------------------------------------------------------------
+# The model: replace this part (its artifact, load_model and predict) with your own.
+# ---------------------------------------------------------------------------------------------
+
 MODEL_FILE = "cooccurrence.json"
 MODEL_FORMAT = "item-cooccurrence/1"
 
@@ -31,27 +33,6 @@ class Recommender:
 
     neighbours: dict[str, list[tuple[str, float]]]
     popular: list[str]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Validated records, and whether the request was a single object, a batch or JSON lines."""
-
-    records: list[dict]
-    shape: str  # "single", "instances" or "lines"
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One output per record, in request order, remembering the request's shape."""
-
-    outputs: list[dict]
-    shape: str
-
-
-# ---------------------------------------------------------------------------------------------
-# The model: replace these two functions with your own.
-# ---------------------------------------------------------------------------------------------
 
 
 def load_model(model_dir: Path) -> Recommender:
@@ -95,13 +76,33 @@ def predict(record: dict, model: Recommender) -> dict:
 # The SageMaker contract: request parsing, validation and response encoding.
 # ---------------------------------------------------------------------------------------------
 
+JSON = "application/json"
+JSON_LINES = "application/jsonlines"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated records, and whether the request was a single object, a batch or JSON lines."""
+
+    records: list[dict]
+    shape: str  # "single", "instances" or "lines"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One output per record, in request order, remembering the request's shape."""
+
+    outputs: list[dict]
+    shape: str
+
+
 # The one description of a model input record; the streaming handler checks records against it
 # too, before they cost an endpoint call. use_default fills in what a record leaves out.
 INPUT_SCHEMA_FILE = Path(__file__).with_name("input.schema.json")
 _validate_input = fastjsonschema.compile(json.loads(INPUT_SCHEMA_FILE.read_text(encoding="utf-8")), use_default=True)
 
 
-def model_fn(model_dir: str) -> Recommender:
+def model_fn(model_dir: str) -> object:
     """Called once when the container starts."""
     return load_model(Path(model_dir))
 
@@ -129,7 +130,7 @@ def input_fn(request_body: str | bytes, request_content_type: str) -> Batch:
     raise ValueError(f"content type {request_content_type!r} is not supported; use {JSON} or {JSON_LINES}")
 
 
-def predict_fn(input_data: Batch, model: Recommender) -> Predictions:
+def predict_fn(input_data: Batch, model: object) -> Predictions:
     """Run `predict` on every record, keeping the request order."""
     return Predictions([predict(record, model) for record in input_data.records], input_data.shape)
 
