@@ -39,16 +39,38 @@ PROJECT_SLUG_LIMIT = LAMBDA_FUNCTION_NAME_LIMIT - len(f"-{LONGEST_STAGE}-{HANDLE
 # Top-level names the generated project already uses, plus the libraries it imports: a package
 # with one of these names would shadow it in tests and tooling.
 RESERVED_PACKAGE_NAMES = frozenset(
-    {"app", "chalicelib", "template_tools", "tests", "model", "events", "boto3", "botocore", "chalice", "moto", "pytest"}
+    {
+        "app",
+        "chalicelib",
+        "template_tools",
+        "tests",
+        "model",
+        "events",
+        "boto3",
+        "botocore",
+        "chalice",
+        "moto",
+        "pytest",
+    }
 )
 
 PROJECT_SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*")
 # SageMaker's own pattern for EndpointName and ModelName.
 ENDPOINT_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-# The shape of every AWS region code: eu-west-1, us-gov-west-1, us-isob-east-1, ...
 # SageMaker hosting instance types look like ml.m5.large or ml.g5.12xlarge.
 INSTANCE_TYPE_PATTERN = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+# The shape of every AWS region code: eu-west-1, us-gov-west-1, us-isob-east-1, ...
 AWS_REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+# An image in ECR, pinned by a tag or a digest: the pattern the deploy code checks again
+# (template_tools/deploy/names.py), with the region spelt as a region code.
+ECR_IMAGE_URI_PATTERN = re.compile(
+    r"\d{12}\.dkr\.ecr\.(?P<region>[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d)\.amazonaws\.com(\.cn)?/"
+    r"[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})"
+)
+ECR_IMAGE_URI_EXAMPLE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-model:1.0"
+# The model_framework answer that serves the model from the team's own image instead of one of
+# SageMaker's framework containers.
+CUSTOM_FRAMEWORK = "custom"
 # What each kind of resource accepts as a name (SQS FIFO names add ".fifo" to the queue rule).
 RESOURCE_NAME_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
     "SQS queue": (re.compile(r"[A-Za-z0-9_-]+"), 80, "letters, digits, hyphens and underscores"),
@@ -107,6 +129,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lambda_runtime": ("python3.12", "python3.13"),
     "endpoint_content_type": ("application/json", "application/jsonlines"),
     "endpoint_call_mode": ("batch", "per-record"),
+    "model_framework": ("sklearn", "xgboost", "pytorch", "huggingface", CUSTOM_FRAMEWORK),
     "endpoint_kind": ("realtime", "serverless"),
     # SageMaker serverless memory: 1024-6144 MB in 1 GB steps.
     "serverless_memory_mb": ("1024", "2048", "3072", "4096", "5120", "6144"),
@@ -254,6 +277,18 @@ def instance_type_problems(instance_type: object) -> list[str]:
     return []
 
 
+def image_uri_problems(image_uri: object) -> list[str]:
+    """Explain why a value is neither empty nor an ECR image URI pinned by a tag or digest."""
+    if not isinstance(image_uri, str):
+        return ["must be text"]
+    if image_uri and not ECR_IMAGE_URI_PATTERN.fullmatch(image_uri):
+        return [
+            "must be an image in ECR, <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (or "
+            f"@sha256:<digest> instead of :<tag>), e.g. {ECR_IMAGE_URI_EXAMPLE}; push the image to ECR first"
+        ]
+    return []
+
+
 def resource_name_problems(name: object) -> list[str]:
     """Explain why a value cannot name any queue, topic, stream or table (the kind is checked later)."""
     if not isinstance(name, str):
@@ -350,12 +385,53 @@ def resource_kind_problems(answers: Mapping[str, object]) -> list[Problem]:
     return found
 
 
+def serving_image_problems(answers: Mapping[str, object]) -> list[Problem]:
+    """Check that the image URI comes exactly with a custom framework, in the endpoint's region."""
+    framework, image_uri = answers.get("model_framework"), answers.get("model_image_uri")
+    if framework not in CHOICES["model_framework"] or not isinstance(image_uri, str):
+        return []
+    if framework == CUSTOM_FRAMEWORK and not image_uri:
+        return [
+            Problem(
+                "model_image_uri",
+                image_uri,
+                "is needed when model_framework is custom: give the ECR URI of your serving image, e.g. "
+                f"{ECR_IMAGE_URI_EXAMPLE}, or choose a framework whose container SageMaker provides "
+                "(sklearn, xgboost, pytorch, huggingface)",
+            )
+        ]
+    if framework != CUSTOM_FRAMEWORK and image_uri:
+        # Refused rather than ignored: someone who typed an image most likely meant to serve it.
+        return [
+            Problem(
+                "model_image_uri",
+                image_uri,
+                f"is used only with model_framework custom, and model_framework is {framework}: clear it to "
+                f"serve with SageMaker's {framework} container, or choose custom to serve with this image",
+            )
+        ]
+    image = ECR_IMAGE_URI_PATTERN.fullmatch(image_uri)
+    region = answers.get("aws_region")
+    region_known = isinstance(region, str) and AWS_REGION_PATTERN.fullmatch(region)
+    if image and region_known and image["region"] != region:
+        return [
+            Problem(
+                "model_image_uri",
+                image_uri,
+                f"is in {image['region']}, but SageMaker pulls an endpoint's image from ECR in the "
+                f"endpoint's own region, and aws_region is {region}: push or replicate the image to {region}",
+            )
+        ]
+    return []
+
+
 def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
     """Find rules that tie two answers together (each answer on its own is assumed valid)."""
     number = {key: in_range_number(answers.get(key), key) for key in WHOLE_NUMBER_RANGES}
     found: list[Problem] = []
 
     found.extend(resource_kind_problems(answers))
+    found.extend(serving_image_problems(answers))
 
     source = answers.get("input_source")
     batch, window = number["batch_size"], number["maximum_batching_window_seconds"]
@@ -462,6 +538,7 @@ def single_option_checks() -> dict[str, Callable[[object], list[str]]]:
         }
     )
     checks.update({option: partial(choice_problems, choices=choices) for option, choices in CHOICES.items()})
+    checks["model_image_uri"] = image_uri_problems
     return checks
 
 

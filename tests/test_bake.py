@@ -34,6 +34,7 @@ COMBINATIONS: list[dict[str, str]] = [
         "endpoint_kind": "serverless",
         "serverless_memory_mb": "6144",
         "payload_log_sample_rate": "0.01",
+        "model_framework": "huggingface",
     },
     {
         # The longest slug Chalice's Lambda function name allows, and names unlike the defaults.
@@ -48,13 +49,24 @@ COMBINATIONS: list[dict[str, str]] = [
         "predictions_destination_name": "churn.scores",
         "dead_letter_queue_name": "churn_scores_dlq",
         "max_receive_count": "1000",
+        "model_framework": "xgboost",
     },
     {"input_source": "sqs-fifo"},
-    {"input_source": "sqs-fifo", "output_destination": "sns", "xray_tracing": "active"},
+    {
+        "input_source": "sqs-fifo",
+        "output_destination": "sns",
+        "xray_tracing": "active",
+        "model_framework": "pytorch",
+    },
     {"input_source": "sqs-fifo", "output_destination": "kinesis"},
     {"input_source": "sqs-fifo", "output_destination": "dynamodb", "read_api_auth": "none"},
     {"input_source": "kinesis"},
-    {"input_source": "kinesis", "output_destination": "sns"},
+    {
+        "input_source": "kinesis",
+        "output_destination": "sns",
+        "model_framework": "custom",
+        "model_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recs-server@sha256:" + "0f" * 32,
+    },
     {"input_source": "kinesis", "output_destination": "kinesis", "features_source_name": "clicks.v2"},
     {
         "input_source": "kinesis",

@@ -45,6 +45,10 @@ REFUSED: list[tuple[dict[str, str], str]] = [
     ({"endpoint_instance_type": "m5.large"}, "endpoint_instance_type"),
     ({"endpoint_instance_type": INJECTION}, "endpoint_instance_type"),
     ({"serverless_max_concurrency": "201"}, "serverless_max_concurrency"),
+    ({"model_framework": "custom"}, "model_image_uri"),
+    ({"model_framework": "custom", "model_image_uri": INJECTION}, "model_image_uri"),
+    ({"model_framework": "custom", "model_image_uri": "recs-server:latest"}, "model_image_uri"),
+    ({"model_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recs-server:2.1"}, "model_image_uri"),
 ]
 
 
@@ -80,6 +84,7 @@ def test_a_bad_answer_stops_generation_and_leaves_nothing_behind(
         ({"aws_region": "eu-west-1; rm -rf /"}, "aws_region"),
         ({"lambda_runtime": "python3.9"}, "lambda_runtime"),
         ({"endpoint_content_type": "text/csv"}, "endpoint_content_type"),
+        ({"model_framework": "tensorflow"}, "model_framework"),
     ],
     ids=refusal_id,
 )

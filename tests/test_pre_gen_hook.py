@@ -207,6 +207,90 @@ def test_the_three_queues_need_three_names(pre_gen_hook: ModuleType) -> None:
     assert refused == {"predictions_destination_name"}
 
 
+CUSTOM_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recs-server:2.1"
+
+
+@pytest.mark.parametrize(
+    "image_uri",
+    [
+        "",
+        CUSTOM_IMAGE,
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/recs-server:v2_1.0",
+        "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/recs@sha256:" + "a1" * 32,
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/recs-server:2.1",
+    ],
+)
+def test_an_ecr_image_pinned_by_tag_or_digest_is_accepted(pre_gen_hook: ModuleType, image_uri: str) -> None:
+    """Empty is fine on its own: whether an image is needed depends on model_framework."""
+    assert pre_gen_hook.image_uri_problems(image_uri) == []
+
+
+@pytest.mark.parametrize(
+    "image_uri",
+    [
+        "recs-server:2.1",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recs-server",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recs-server@sha256:abc",
+        "12345.dkr.ecr.eu-west-1.amazonaws.com/recs-server:2.1",
+        "public.ecr.aws/team/recs-server:2.1",
+        "docker.io/library/python:3.12",
+        CUSTOM_IMAGE + " ",
+        CUSTOM_IMAGE + '"',
+        5,
+    ],
+)
+def test_anything_but_a_pinned_ecr_image_is_refused(pre_gen_hook: ModuleType, image_uri: object) -> None:
+    """SageMaker hosting pulls from ECR; the deploy code checks the same pattern again."""
+    assert pre_gen_hook.image_uri_problems(image_uri)
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"model_framework": "xgboost"}, set()),
+        ({"model_framework": "pytorch"}, set()),
+        ({"model_framework": "huggingface"}, set()),
+        ({"model_framework": "custom", "model_image_uri": CUSTOM_IMAGE}, set()),
+        ({"model_framework": "custom", "model_image_uri": ""}, {"model_image_uri"}),
+        ({"model_framework": "sklearn", "model_image_uri": CUSTOM_IMAGE}, {"model_image_uri"}),
+        ({"model_framework": "custom", "model_image_uri": CUSTOM_IMAGE.replace("eu-west-1", "us-east-1")},
+         {"model_image_uri"}),
+        ({"model_framework": "custom", "model_image_uri": CUSTOM_IMAGE.replace("eu-west-1", "us-east-1"),
+          "aws_region": "us-east-1"}, set()),
+        ({"model_framework": "custom", "model_image_uri": CUSTOM_IMAGE, "aws_region": "mars"},
+         {"aws_region"}),
+        ({"model_framework": "custom", "model_image_uri": "recs-server:2.1"}, {"model_image_uri"}),
+        ({"model_framework": "tensorflow"}, {"model_framework"}),
+        ({"model_framework": "tensorflow", "model_image_uri": CUSTOM_IMAGE}, {"model_framework"}),
+    ],
+    ids=lambda value: ",".join(f"{k}:{v}" for k, v in value.items()) if isinstance(value, dict) else None,
+)  # fmt: skip
+def test_an_image_uri_comes_with_the_custom_framework_and_no_other(
+    pre_gen_hook: ModuleType, changes: dict[str, str], refused: set[str]
+) -> None:
+    """A custom container needs its image, in the endpoint's region; a SageMaker container takes none."""
+    assert options_refused(pre_gen_hook, **changes) == refused
+
+
+@pytest.mark.parametrize(
+    ("changes", "advice"),
+    [
+        ({"model_framework": "custom"}, "choose a framework whose container SageMaker provides"),
+        ({"model_framework": "pytorch", "model_image_uri": CUSTOM_IMAGE},
+         "clear it to serve with SageMaker's pytorch"),
+        ({"model_framework": "custom", "model_image_uri": CUSTOM_IMAGE, "aws_region": "us-west-2"},
+         "push or replicate the image to us-west-2"),
+    ],
+)  # fmt: skip
+def test_a_refused_image_uri_says_how_to_fix_it(
+    pre_gen_hook: ModuleType, changes: dict[str, str], advice: str
+) -> None:
+    """Each refusal names the way out: an image, a cleared answer, or the image in the right region."""
+    (problem,) = pre_gen_hook.validate(default_answers(changes))
+    assert problem.option == "model_image_uri"
+    assert advice in problem.reason
+
+
 @pytest.mark.parametrize(
     ("changes", "refused"),
     [

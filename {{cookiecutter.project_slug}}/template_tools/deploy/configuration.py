@@ -12,6 +12,7 @@ problems are reported at once with the key to fix.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ from template_tools.stage import PROJECT_DIR, StageSettings, load_stage
 from . import destination, names, source
 from .queues import MIN_MAX_RECEIVE_COUNT
 from .settings import (
+    BASE_FRAMEWORK_FRAMEWORKS,
+    BASE_FRAMEWORK_VERSION_EXAMPLE,
     ENDPOINT_KINDS,
+    FRAMEWORK_VERSION_EXAMPLES,
+    FRAMEWORKS,
     LOG_RETENTION_DAYS,
     RUNTIMES,
     AlarmSettings,
@@ -36,6 +41,8 @@ from .settings import (
 )
 
 CONFIG_FILE = Path("deploy") / "config.json"
+# The SDK reads the framework and its version out of this spelling (pytorch2.6.0, tensorflow2.11.0).
+BASE_FRAMEWORK_VERSION = re.compile(r"(pytorch|tensorflow)\d+(\.\d+)*")
 
 
 def load_settings(
@@ -95,6 +102,8 @@ def _build(raw: Mapping[str, Any], stage: StageSettings) -> DeploySettings:
             image_uri=str(endpoint["image_uri"]),
             framework=str(endpoint["framework"]),
             framework_version=str(endpoint["framework_version"]),
+            # Projects generated before the framework answer have no such key.
+            base_framework_version=str(endpoint.get("base_framework_version", "")),
             model_data=str(endpoint["model_data"]),
             execution_role_arn=str(endpoint["execution_role_arn"]),
             wait_minutes=_int(endpoint["wait_minutes"]),
@@ -169,6 +178,7 @@ def settings_problems(settings: DeploySettings) -> list[str]:
     if not names.STACK_NAME.fullmatch(settings.stack_name):
         problems.append(f"stack name {settings.stack_name!r} (app name + stage) is not a CloudFormation stack name")
     problems += _endpoint_problems(settings.endpoint)
+    problems += _image_problems(settings.endpoint, settings.region)
     problems += _name_problems(settings.names)
     problems += _queue_problems(settings.queues)
     problems += source.settings_problems(settings)
@@ -184,13 +194,6 @@ def _endpoint_problems(endpoint: EndpointSettings) -> list[str]:
         problems.append(f"ENDPOINT_NAME in .chalice/config.json: {name_problem}")
     if endpoint.kind not in ENDPOINT_KINDS:
         problems.append(f"endpoint.kind {endpoint.kind!r} must be one of {', '.join(ENDPOINT_KINDS)}")
-    if endpoint.image_uri and not names.ECR_IMAGE_URI.fullmatch(endpoint.image_uri):
-        problems.append(
-            f"endpoint.image_uri {endpoint.image_uri!r} must be an ECR image such as "
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:tag; leave it empty to look it up"
-        )
-    if not endpoint.image_uri and not (endpoint.framework and endpoint.framework_version):
-        problems.append("endpoint.framework and endpoint.framework_version are needed when image_uri is empty")
     if endpoint.model_data and not (
         names.S3_URI.fullmatch(endpoint.model_data) and endpoint.model_data.endswith(".tar.gz")
     ):
@@ -218,6 +221,46 @@ def _endpoint_problems(endpoint: EndpointSettings) -> list[str]:
             problems.append("endpoint.serverless.memory_mb must be 1024, 2048, 3072, 4096, 5120 or 6144")
         if not 1 <= serverless.max_concurrency <= 200:
             problems.append("endpoint.serverless.max_concurrency must be from 1 to 200")
+    return problems
+
+
+def _image_problems(endpoint: EndpointSettings, region: str) -> list[str]:
+    """Check the serving image: an ECR image in the endpoint's region, or a framework the lookup knows."""
+    if endpoint.image_uri:
+        image = names.ECR_IMAGE_URI.fullmatch(endpoint.image_uri)
+        if not image:
+            return [
+                f"endpoint.image_uri {endpoint.image_uri!r} must be an ECR image such as "
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:tag; leave it empty to look it up"
+            ]
+        if image["region"] != region:
+            return [
+                f"endpoint.image_uri is in {image['region']}, but SageMaker pulls an endpoint's image from ECR "
+                f"in the endpoint's region ({region}): push or replicate the image to {region}"
+            ]
+        # An explicit image is used as it is; the framework keys are then ignored.
+        return []
+    choices = ", ".join(FRAMEWORKS)
+    if not endpoint.framework:
+        return [f"endpoint.image_uri or endpoint.framework is needed: your ECR image, or one of {choices}"]
+    if endpoint.framework not in FRAMEWORKS:
+        return [
+            f"endpoint.framework {endpoint.framework!r} is not a framework whose container the image lookup "
+            f"knows; use one of {choices}, or set endpoint.image_uri to serve with your own ECR image"
+        ]
+    problems: list[str] = []
+    if not endpoint.framework_version:
+        example = FRAMEWORK_VERSION_EXAMPLES[endpoint.framework]
+        problems.append(
+            f"endpoint.framework_version is needed to look up the {endpoint.framework} image, e.g. {example}"
+        )
+    if endpoint.framework in BASE_FRAMEWORK_FRAMEWORKS and not BASE_FRAMEWORK_VERSION.fullmatch(
+        endpoint.base_framework_version
+    ):
+        problems.append(
+            f"endpoint.base_framework_version {endpoint.base_framework_version!r} must name the framework the "
+            f"{endpoint.framework} image is built on, e.g. {BASE_FRAMEWORK_VERSION_EXAMPLE}"
+        )
     return problems
 
 

@@ -11,6 +11,18 @@ from dataclasses import dataclass
 
 RUNTIMES = ("python3.12", "python3.13")
 ENDPOINT_KINDS = ("realtime", "serverless")
+# SageMaker's framework containers the image lookup knows, each with a version it has an inference
+# image for (for the error messages; deploy/config.json holds the version actually used).
+FRAMEWORK_VERSION_EXAMPLES = {
+    "sklearn": "1.4-2-py312",
+    "xgboost": "3.0-5",
+    "pytorch": "2.6.0",
+    "huggingface": "4.51.3",
+}
+FRAMEWORKS = tuple(FRAMEWORK_VERSION_EXAMPLES)
+# The Hugging Face images are built on a deep learning framework, which the lookup must be told.
+BASE_FRAMEWORK_FRAMEWORKS = ("huggingface",)
+BASE_FRAMEWORK_VERSION_EXAMPLE = "pytorch2.6.0"
 VARIANT_NAME = "AllTraffic"
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (
@@ -64,13 +76,19 @@ class ServerlessCapacity:
 
 @dataclass(frozen=True)
 class EndpointSettings:
-    """What `make deploy-endpoint` creates, and from which model and image."""
+    """What `make deploy-endpoint` creates, and from which model and image.
+
+    The image is `image_uri` when set (a custom container); otherwise SageMaker's container for
+    `framework` at `framework_version`, looked up with the SageMaker SDK (deploy/image_uri.py).
+    """
 
     name: str
     kind: str
     image_uri: str
     framework: str
     framework_version: str
+    # Hugging Face only: the framework under transformers, e.g. pytorch2.6.0; empty for the others.
+    base_framework_version: str
     model_data: str
     execution_role_arn: str
     wait_minutes: int

@@ -315,17 +315,6 @@ def test_the_model_archive_is_reproducible(model_dir, tmp_path):
     assert first == second
 
 
-# Slow tier: importing the SageMaker SDK takes seconds.
-@pytest.mark.slow
-def test_the_image_is_looked_up_with_the_sagemaker_sdk_when_not_given():
-    pytest.importorskip("sagemaker.core.image_uris", reason="sagemaker-core is not installed")
-    from template_tools.deploy.image_uri import resolve_image_uri
-
-    settings = load_settings("dev")
-    uri = resolve_image_uri(settings.endpoint, settings.region)
-    assert f".dkr.ecr.{settings.region}.amazonaws.com/sagemaker-scikit-learn:" in uri
-
-
 def test_the_sdk_is_imported_only_when_an_image_must_be_looked_up():
     code = (
         "import sys, template_tools.deploy.endpoint_deploy, template_tools.deploy.endpoint_destroy; "
