@@ -42,7 +42,7 @@ def resolve_image_uri(endpoint: EndpointSettings, region: str) -> str:
         example = FRAMEWORK_VERSION_EXAMPLES[endpoint.framework]
         raise DeployError(
             f"no {endpoint.framework} {endpoint.framework_version} inference image in {region}"
-            f"{_hardware(endpoint)}: {error}. Set endpoint.framework_version (e.g. {example})"
+            f"{_hardware(endpoint)}: {str(error).rstrip('.')}. Set endpoint.framework_version (e.g. {example})"
             f"{', endpoint.base_framework_version' if endpoint.framework in BASE_FRAMEWORK_FRAMEWORKS else ''}"
             ", endpoint.realtime.instance_type or endpoint.image_uri in deploy/config.json"
         ) from None
