@@ -4,10 +4,10 @@ Cookiecutter runs this hook inside the new project folder. Two kinds of option f
 
 - Variant folders. Where each choice of an option needs its own version of one module (the
   prediction destination, the event source), the template holds one file per choice in a folder,
-  for example `chalicelib/template_runtime/destinations/sns.py`; the chosen file is moved to the module's
-  real path (`chalicelib/template_runtime/destination.py`) and the folder is deleted. VARIANT_FOLDERS lists them all, so an
-  option's whole footprint is visible in one place, and the generated code holds only the
-  chosen variant, with no branches for the others.
+  for example `chalicelib/template_runtime/destinations/sns.py`; the chosen file is moved to the
+  module's real path (`chalicelib/template_runtime/destination.py`) and the folder is deleted.
+  VARIANT_FOLDERS lists them all, so an option's whole footprint is visible in one place, and
+  the generated code holds only the chosen variant, with no branches for the others.
 - Files only some choices use (the DynamoDB read API, the Kinesis trigger emulator): one small
   `remove_<feature>_files()` helper each, called from `fit_project_to_options()`.
 
@@ -38,7 +38,11 @@ ANSWERS: dict[str, object] = json.loads(
 # named after the choice, with "-" as "_" (sqs-fifo -> sqs_fifo.py); a folder may lack a file for
 # a choice that needs nothing there.
 VARIANT_FOLDERS: tuple[tuple[str, str, str], ...] = (
-    ("chalicelib/template_runtime/destinations", "output_destination", "chalicelib/template_runtime/destination.py"),
+    (
+        "chalicelib/template_runtime/destinations",
+        "output_destination",
+        "chalicelib/template_runtime/destination.py",
+    ),
     ("chalicelib/template_runtime/sources", "input_source", "chalicelib/template_runtime/source.py"),
     ("template_tools/deploy/destinations", "output_destination", "template_tools/deploy/destination.py"),
     ("template_tools/deploy/sources", "input_source", "template_tools/deploy/source.py"),
@@ -148,7 +152,7 @@ def next_steps(answers: dict[str, object], project_dir: Path) -> str:
             "",
             "Bring your own model: load_model and predict in model/code/inference.py, then",
             "model/code/input.schema.json and requirements.txt, your artifacts and samples.jsonl in",
-            "model/, and tests/test_model.py (the README's \"Replacing the model\").",
+            'model/, and tests/test_model.py (the README\'s "Replacing the model").',
             f"{package}/train.py trains the example one.",
             "Then `make deploy-endpoint` and `make deploy` with AWS credentials for "
             f"{answers['aws_region']}.",

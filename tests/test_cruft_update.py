@@ -171,8 +171,10 @@ def set_template_version(repo: Path, version: str) -> None:
 def release_two_versions(
     repo: Path, env: Mapping[str, str], changed: tuple[str, ...] = ("README.md",)
 ) -> dict[str, str]:
-    """Commit the template as v0.1.0, then v0.2.0 appending TEMPLATE_CHANGE to the project's `changed`
-    files; return each tag's commit."""
+    """Release v0.1.0, then v0.2.0 with TEMPLATE_CHANGE appended to `changed`; return each tag's commit.
+
+    `changed` names files of the generated project; a comment line is appended to non-Markdown ones.
+    """
     repo.mkdir()
     git(env, repo, "init", "--quiet", "--initial-branch=main")
     copy_template(repo)
@@ -254,8 +256,10 @@ def test_a_project_created_with_cruft_takes_the_next_release_with_cruft_update(t
 
 
 def test_an_update_fixes_the_template_machinery_and_leaves_the_teams_files_alone(tmp_path: Path) -> None:
-    """The generated pyproject.toml tells cruft which files are the team's: a release touching both
-    kinds brings its change to the machinery only."""
+    """A release touching both kinds brings its change to the template's files only.
+
+    The generated pyproject.toml tells cruft which files are the team's (`[tool.cruft] skip`).
+    """
     machinery = ("template_tools/send.py", "chalicelib/template_runtime/batch.py")
     teams = ("model/code/inference.py", "app.py", "chalicelib/extension_points.py")
     env, _commits, project = create_project_at_v0_1_0(tmp_path, machinery + teams)

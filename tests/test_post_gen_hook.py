@@ -22,7 +22,12 @@ def test_the_next_steps_say_how_to_run_test_and_replace_the_model(
     assert "cd product-recommendations\n" in steps
     assert "make local" in steps
     assert "make test" in steps
-    for contract_file in ("model/code/inference.py", "input.schema.json", "samples.jsonl", "tests/test_model.py"):
+    for contract_file in (
+        "model/code/inference.py",
+        "input.schema.json",
+        "samples.jsonl",
+        "tests/test_model.py",
+    ):
         assert contract_file in steps
     assert "product_recommendations/train.py" in steps
 
