@@ -1,7 +1,11 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """`make bench`: the handler's batch and per-record modes against a naive baseline, in one run.
 
-    python -m <package>.benchmark [--latency-ms 50] [--out bench]
+    python -m template_tools.benchmark [--latency-ms 50] [--out bench] [--file events.jsonl]
+
+The handlers are fed model inputs from model/samples.jsonl, or from `--file` (JSON Lines of the
+team's own events: model inputs or envelopes, whose `features` is taken), served by the model in
+model/.
 
 Prints a table with the targets, writes <out>/results.json and <out>/latency.png.
 """
@@ -27,7 +31,8 @@ from .emulator import REGION, Redelivery, local_aws_environment
 from .endpoint_process import EndpointProcess
 from .handler_bench import HANDLERS, PER_RECORD_CONCURRENCY, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
 from .lambda_trigger import FunctionConfiguration
-from .local_pipeline import ModelMissingError, cold_started_handler, handler_log
+from .local_pipeline import cold_started_handler, handler_log, model_input_schema_path
+from .model_samples import SamplesError, load_samples
 from .source import create_source
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
 from .throughput_bench import CEILING_PATH, QUEUE_HOPS, measure_throughput
@@ -81,6 +86,12 @@ class BenchOptions:
     stage: str = "dev"
     project_dir: Path = PROJECT_DIR
     plot: bool = True
+    # The model inputs to send; None: the project's model/samples.jsonl.
+    file: Path | None = None
+
+    @property
+    def samples_path(self) -> Path:
+        return self.file or self.project_dir / "model" / "samples.jsonl"
 
     def repeats(self, batch_size: int) -> int:
         # About 100 records per batch size, so the naive baseline's slow large batches stay short.
@@ -135,6 +146,7 @@ def run_benchmark(options: BenchOptions, progress: Progress) -> dict[str, Any]:
                     function,
                     counter,
                     per_record_concurrency=str(options.endpoint_concurrency or PER_RECORD_CONCURRENCY),
+                    samples_path=options.samples_path,
                 )
                 figures = _handler_figures(bench, options, slow_endpoint.url, fast_endpoint.url, progress)
                 app.batch_processor.cache_clear()
@@ -152,6 +164,9 @@ def _fixed_environment(options: BenchOptions) -> dict[str, str | None]:
     }
     if options.endpoint_concurrency is not None:
         variables["ENDPOINT_CONCURRENCY"] = str(options.endpoint_concurrency)
+    if "MODEL_INPUT_SCHEMA" not in os.environ:
+        # The handlers check inputs against the schema of the model the benchmark serves.
+        variables["MODEL_INPUT_SCHEMA"] = str(model_input_schema_path(options.project_dir / "model").resolve())
     return variables
 
 
@@ -229,10 +244,9 @@ def _throughput(options: BenchOptions, progress: Progress) -> dict[str, Any]:
         f"local throughput: {options.ceiling_messages} messages through a send/receive loop, then "
         f"{options.pipeline_messages} through the local pipeline"
     )
-    try:
-        throughput = measure_throughput(options.project_dir, options.pipeline_messages, options.ceiling_messages)
-    except ModelMissingError as error:
-        return {"local_throughput_fraction": None, "local_throughput": {"not_measured": str(error)}}
+    throughput = measure_throughput(
+        options.project_dir, options.pipeline_messages, options.ceiling_messages, options.samples_path
+    )
     return {
         "local_throughput_fraction": round(throughput.fraction, 3),
         "local_throughput": {
@@ -277,6 +291,11 @@ def parse_options(argv: Sequence[str] | None) -> BenchOptions:
         "--project-dir", type=Path, default=defaults.project_dir, help="project whose app.py and model/ to measure"
     )
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="skip latency.png (no matplotlib)")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="JSON Lines of your own events (model inputs or envelopes) to send (default model/samples.jsonl)",
+    )
     args = parser.parse_args(argv)
     return BenchOptions(**vars(args))
 
@@ -285,9 +304,10 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
     """Run the benchmark, print the table and the method, write results.json and latency.png."""
     options = parse_options(argv)
     progress = Progress(stream)
-    model = options.project_dir / "model" / "cooccurrence.json"
-    if not model.exists():
-        print(f"error: {model} does not exist: run `make train` first", file=sys.stderr)
+    try:
+        load_samples(options.samples_path)
+    except SamplesError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     options.out.mkdir(parents=True, exist_ok=True)
     # The handlers' thousands of log and metric lines would bury the progress lines and the table.

@@ -4,18 +4,33 @@
 Which event gets which fault is decided up front from a seed, so a soak run can be repeated
 exactly and every event's fate checked against what was done to it:
 
-- malformed: a body that is not JSON, or JSON that breaks the model input schema;
-- oversize: a body larger than the handler's MAX_RECORD_BYTES;
-- model_rejected: the endpoint answers ModelError for any request carrying the record;
-- throttled: the endpoint throttles the next N requests carrying the record (a burst);
-- slow: the endpoint answers the record's request so late that the invocation's deadline passes;
+- malformed: a body that is not JSON, or JSON that breaks the model's own input schema
+  (model/code/input.schema.json: a required field dropped, or a declared property given a value
+  of a type it refuses, checked against the schema; JSON that is not an object when neither
+  breaks it);
+- oversize: a real JSON object larger than the handler's MAX_RECORD_BYTES (the input with an
+  added `_padding` field);
+- model_rejected: the endpoint answers ModelError for any request carrying the record's input;
+- throttled: the endpoint throttles the next N requests carrying the record's input (a burst);
+- slow: the endpoint answers the input's request so late that the invocation's deadline passes;
 - sink_refused: the destination refuses the record's prediction N times (botocore hooks);
 - killed: the invocation carrying the record runs in a child process that is SIGKILLed mid-way;
 - outages: the whole endpoint answers 503 for longer than the source keeps delivering a failing
   record (maxReceiveCount x visibility timeout; a stream's retries come at once).
 
-Endpoint faults go through the local endpoint's Fault hook and match the record by a marker in
-its user_id (`u-0042/evt-7-000123`), which reaches the InvokeEndpoint body whatever the batching.
+The inputs are drawn from model/samples.jsonl (or a file of the team's), whatever their fields:
+nothing is added to them. Endpoint faults go through the local endpoint's Fault hook and match a
+record by its content: the input exactly as the handler writes it into an InvokeEndpoint body
+(input_text: compact JSON, keys in the order sent), which is there verbatim whatever the batching
+and content type. So events with the same input share their endpoint fault: when a run holds an
+input more than once (more events than samples), every event of that input that has no fault of
+its body gets the fault planned first for it, and the ledger expects it of each. An input whose
+text lies inside another request's text (a sample nested in another) gets no endpoint fault,
+since the fault would hit the other too.
+
+A prediction is traced to its event by the envelope's event_id, which the handler copies from the
+event's envelope. The naive handler publishes the model's raw answer, with no id: see
+FaultInjection.prediction_event_id.
 """
 
 from __future__ import annotations
@@ -26,7 +41,6 @@ import json
 import logging
 import os
 import random
-import re
 import select
 import signal
 import subprocess
@@ -34,11 +48,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +62,33 @@ import boto3
 from .destination import refuse_predictions
 from .endpoint_server import Fault, LocalEndpoint
 from .lambda_trigger import Handler
-from .local_pipeline import PipelineHooks
-from .model_samples import draw_samples
+from .local_pipeline import (
+    PipelineHooks,
+    envelope_body,
+    input_text,
+    load_input_schema,
+    model_input_schema_path,
+    not_an_object,
+    schema_breaking,
+)
+from .model_samples import SAMPLES_FILE, draw_samples
 from .source import record_body, record_message_id
 from .stage import PROJECT_DIR
 
 FAULT_KINDS = ("malformed", "oversize", "model_rejected", "throttled", "slow", "sink_refused", "killed")
 # Faults no retry can cure: the handler must dead-letter these records with this code.
 PERMANENT_FAULT_CODES = {
-    "malformed": frozenset({"InvalidJson", "SchemaViolation"}),
+    "malformed": frozenset({"InvalidJson", "SchemaViolation", "InvalidInput"}),
     "oversize": frozenset({"RecordTooLarge"}),
     "model_rejected": frozenset({"ModelError"}),
 }
 KILL_POINTS = ("calling_endpoint", "publishing", "returning")
+# Faults the endpoint plays, matched by the record's input; and faults of the body itself, whose
+# input never reaches the endpoint as it is.
+ENDPOINT_FAULTS = ("model_rejected", "throttled", "slow")
+BODY_FAULTS = ("malformed", "oversize")
+# The field an oversize body is padded with (or the first of `_padding_1`, ... the input lacks).
+PADDING_FIELD = "_padding"
 # app.py's sagemaker-runtime client makes this many attempts before the handler sees an error.
 ENDPOINT_ATTEMPTS_PER_DELIVERY = 3
 # SendMessageBatch takes 1 MiB; the sender batches 10 consecutive events, so oversize bodies
@@ -67,7 +96,6 @@ ENDPOINT_ATTEMPTS_PER_DELIVERY = 3
 SEND_BATCH_SIZE = 10
 # One endpoint outage per this many events (at least one when there are faults at all).
 EVENTS_PER_OUTAGE = 2500
-EVENT_ID = re.compile(r"evt-\d+-\d{6}")
 APP_HANDLER = "app:handle_feature_events"
 # A killed invocation's child is killed at once; this only bounds an orphan whose parent died.
 ORPHAN_SECONDS = 300
@@ -131,6 +159,7 @@ class PlannedEvent:
     """One event of the run, the fault planned for it, and its body as sent."""
 
     event_id: str
+    # The model input the event carries (before any fault of its body).
     features: dict[str, Any]
     fault: str | None = None
     # Throttled requests in the burst, or refusals of the prediction.
@@ -140,37 +169,55 @@ class PlannedEvent:
     # "envelope" ({"event_id", "event_time", "features"}), or "bare" (the model input alone).
     body_format: str = "envelope"
     max_record_bytes: int = 256 * 1024
+    # A "schema" malformed body's input, made to break the model's schema; None: JSON that is
+    # not an object is sent instead.
+    broken_features: dict[str, Any] | None = None
     _body: str | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> str:
         """The body, made when first asked (at send time, so the event time is the send time)."""
         if self._body is None:
-            self._body = self._make_body()
+            self._body = self._make_body(self.body_format)
         return self._body
 
-    def _make_body(self) -> str:
-        features = self.features
-        if self.fault == "malformed" and self.variant == "schema":
-            features = dict(features, k=0)
+    def request_text(self) -> str:
+        """What this event can put into an InvokeEndpoint body: its input as the handler encodes
+        it, or a bare body as a naive handler sends it (broken as its fault says)."""
+        return self._make_body("bare")
+
+    @property
+    def input_text(self) -> str:
+        """The event's input as the handler writes it into an InvokeEndpoint body: endpoint faults match it."""
+        return input_text(self.features)
+
+    def _document(self) -> dict[str, Any]:
+        if self.fault == "malformed" and self.variant == "schema" and self.broken_features is not None:
+            return self.broken_features
         if self.fault == "oversize":
             # A real model input, just far too long: the handler must refuse it before the endpoint.
-            padding = [f"i-{number % 400:04d}" for number in range(self.max_record_bytes // 9 + 1)]
-            features = dict(features, recent_items=features["recent_items"] + padding)
-        if self.body_format == "bare":
-            document: Any = features
-        else:
-            event_time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            document = {"event_id": self.event_id, "event_time": event_time, "features": features}
-        body = json.dumps(document)
+            return dict(self.features, **{padding_field(self.features): "x" * self.max_record_bytes})
+        return self.features
+
+    def _make_body(self, body_format: str) -> str:
+        document = self._document()
+        # A bare body is the input exactly as the handler would encode it, so endpoint faults
+        # match a naive handler's requests (which send the body as it is) too.
+        body = input_text(document) if body_format == "bare" else envelope_body(self.event_id, document)
+        if self.fault == "malformed" and self.variant == "schema" and self.broken_features is None:
+            body = not_an_object(body)
         if self.fault == "malformed" and self.variant == "not_json":
             # Cut off mid-way, as a producer that crashed while writing would leave it.
             body = body[: len(body) * 2 // 3]
         return body
 
-    @property
-    def marker(self) -> str:
-        """What identifies this record inside an InvokeEndpoint body."""
-        return f'/{self.event_id}"'
+
+def padding_field(features: dict[str, Any]) -> str:
+    """A field name the input does not have, to pad it with."""
+    name, number = PADDING_FIELD, 0
+    while name in features:
+        number += 1
+        name = f"{PADDING_FIELD}_{number}"
+    return name
 
 
 @dataclass(frozen=True)
@@ -201,13 +248,19 @@ class FaultPlan:
         *,
         body_format: str = "envelope",
         outages: int | None = None,
+        samples_path: Path | None = None,
+        schema_path: Path | None = None,
     ) -> FaultPlan:
-        """`count` sample events; each gets one of FAULT_KINDS with probability `fault_rate`."""
+        """`count` events whose inputs are drawn from `samples_path` (model/samples.jsonl); each
+        gets one of FAULT_KINDS with probability `fault_rate`, then events of one input share its
+        endpoint fault (see the module docstring). Schema-breaking bodies break the schema at
+        `schema_path` (model/code/input.schema.json)."""
         timings = timings or FaultTimings()
+        schema = load_input_schema(schema_path or model_input_schema_path(PROJECT_DIR / "model"))
         rng = random.Random(seed)
         events: list[PlannedEvent] = []
         last_oversize_ten = -1
-        for index, features in enumerate(draw_samples(count, seed)):
+        for index, features in enumerate(draw_samples(count, seed, samples_path or SAMPLES_FILE)):
             event = plain_event(f"evt-{seed}-{index:06d}", features, body_format, timings)
             if rng.random() < fault_rate:
                 kind = rng.choice(FAULT_KINDS)
@@ -215,8 +268,9 @@ class FaultPlan:
                     kind = "malformed"
                 if kind == "oversize":
                     last_oversize_ten = index // SEND_BATCH_SIZE
-                _apply_fault(event, kind, rng, timings)
+                _apply_fault(event, kind, rng, timings, schema)
             events.append(event)
+        share_endpoint_faults(events)
         if outages is None:
             outages = max(1, count // EVENTS_PER_OUTAGE) if fault_rate > 0 and count >= 100 else 0
         planned_outages = [
@@ -226,9 +280,17 @@ class FaultPlan:
         return cls(events, planned_outages, timings, seed, fault_rate)
 
     @classmethod
-    def healthy(cls, count: int, timings: FaultTimings | None = None, *, seed: int = 0) -> FaultPlan:
+    def healthy(
+        cls,
+        count: int,
+        timings: FaultTimings | None = None,
+        *,
+        seed: int = 0,
+        samples_path: Path | None = None,
+        body_format: str = "envelope",
+    ) -> FaultPlan:
         """`count` events without faults, for a test to give chosen ones a fault by hand."""
-        return cls.seeded(count, 0.0, seed, timings, outages=0)
+        return cls.seeded(count, 0.0, seed, timings, outages=0, samples_path=samples_path, body_format=body_format)
 
     def kinds(self) -> Counter[str]:
         """How many events got each fault ("none" for the healthy ones)."""
@@ -237,17 +299,28 @@ class FaultPlan:
     def by_event_id(self) -> dict[str, PlannedEvent]:
         return {event.event_id: event for event in self.events}
 
+    def endpoint_faults(self) -> dict[str, PlannedEvent]:
+        """Per input text with an endpoint fault, the first event that carries it (its kind and times)."""
+        faults: dict[str, PlannedEvent] = {}
+        for event in self.events:
+            if event.fault in ENDPOINT_FAULTS:
+                faults.setdefault(event.input_text, event)
+        return faults
+
 
 def plain_event(event_id: str, features: dict[str, Any], body_format: str, timings: FaultTimings) -> PlannedEvent:
-    """An event without a fault; its user_id carries the marker endpoint faults match on."""
-    marked = dict(features, user_id=f"{features['user_id']}/{event_id}")
-    return PlannedEvent(event_id, marked, body_format=body_format, max_record_bytes=timings.max_record_bytes)
+    """An event without a fault, carrying its input as it is."""
+    return PlannedEvent(event_id, features, body_format=body_format, max_record_bytes=timings.max_record_bytes)
 
 
-def _apply_fault(event: PlannedEvent, kind: str, rng: random.Random, timings: FaultTimings) -> None:
+def _apply_fault(
+    event: PlannedEvent, kind: str, rng: random.Random, timings: FaultTimings, schema: dict[str, Any] | None
+) -> None:
     event.fault = kind
     if kind == "malformed":
         event.variant = rng.choice(("not_json", "schema"))
+        if event.variant == "schema":
+            event.broken_features = schema_breaking(event.features, schema)
     elif kind == "throttled":
         # At most one delivery short of maxReceiveCount: the record recovers without redrive.
         event.times = rng.randint(1, ENDPOINT_ATTEMPTS_PER_DELIVERY * (timings.max_receive_count - 1))
@@ -257,24 +330,53 @@ def _apply_fault(event: PlannedEvent, kind: str, rng: random.Random, timings: Fa
         event.variant = rng.choice(KILL_POINTS)
 
 
+def share_endpoint_faults(events: Sequence[PlannedEvent]) -> None:
+    """Give every event of an input the endpoint fault planned first for that input, or take it
+    from all of them when the input's text lies inside another request's text.
+
+    The endpoint matches a fault by content, so it cannot tell two events of one input apart:
+    each of them meets the fault, and the ledger must expect it of each. Events whose body is
+    broken (malformed, oversize) keep their fault: their input never reaches the endpoint as it is.
+    """
+    groups: dict[str, list[PlannedEvent]] = {}
+    for event in events:
+        if event.fault not in BODY_FAULTS:
+            groups.setdefault(event.input_text, []).append(event)
+    request_texts = {event.request_text() for event in events}
+    for text, group in groups.items():
+        planned = next((event for event in group if event.fault in ENDPOINT_FAULTS), None)
+        if planned is None:
+            continue
+        if any(text in other for other in request_texts if other != text):
+            for event in group:
+                if event.fault in ENDPOINT_FAULTS:
+                    event.fault, event.times = None, 0
+            continue
+        for event in group:
+            event.fault, event.times, event.variant = planned.fault, planned.times, ""
+
+
 def event_id_of_prediction(document: Any) -> str | None:
-    """The event a prediction belongs to, from the marker in its user_id (envelope or raw output)."""
-    if not isinstance(document, dict):
+    """The event a prediction envelope belongs to (the envelope's event_id); None for anything else."""
+    if not isinstance(document, dict) or "prediction" not in document:
         return None
-    output = document.get("prediction", document)
-    user_id = output.get("user_id") if isinstance(output, dict) else None
-    found = EVENT_ID.search(user_id) if isinstance(user_id, str) else None
-    return found.group(0) if found else None
+    event_id = document.get("event_id")
+    return event_id if isinstance(event_id, str) else None
 
 
 def _prediction_body_event_id(body: str) -> str | None:
-    # Cheap test first: feature bodies and dead letters pass through the same hooks.
-    if '"prediction"' not in body and '"items"' not in body:
+    # Cheap test first: dead letters (the original bodies) pass through the same hooks.
+    if '"prediction"' not in body:
         return None
     try:
         return event_id_of_prediction(json.loads(body))
     except ValueError:
         return None
+
+
+def answer_key(document: Any) -> str:
+    """A model answer as comparable text, whatever its key order."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class InvocationKilled(RuntimeError):
@@ -291,9 +393,16 @@ class HandlerKiller:
     """
 
     def __init__(
-        self, kill_points: dict[str, str], handler_ref: str = APP_HANDLER, project_dir: Path = PROJECT_DIR
+        self,
+        kill_points: dict[str, str],
+        handler_ref: str = APP_HANDLER,
+        project_dir: Path = PROJECT_DIR,
+        event_ids_of_body: Callable[[str], list[str]] | None = None,
     ) -> None:
+        """`kill_points`: event id -> KILL_POINTS; `event_ids_of_body` tells which events a record
+        body may be (by default, the event_id of its envelope)."""
         self._kill_points = dict(kill_points)
+        self._event_ids_of_body = event_ids_of_body or _envelope_event_ids
         self._handler_ref = handler_ref
         self._project_dir = project_dir
         self._lock = threading.Lock()
@@ -312,9 +421,9 @@ class HandlerKiller:
     def _claim(self, event: dict[str, Any]) -> str | None:
         with self._lock:
             for record in event["Records"]:
-                found = EVENT_ID.search(record_body(record))
-                if found and found.group(0) in self._kill_points:
-                    return self._kill_points.pop(found.group(0))
+                for event_id in self._event_ids_of_body(record_body(record)):
+                    if event_id in self._kill_points:
+                        return self._kill_points.pop(event_id)
         return None
 
     def _run_and_kill(self, event: dict[str, Any], context: Any, point: str) -> Any:
@@ -363,6 +472,15 @@ class HandlerKiller:
         )
 
 
+def _envelope_event_ids(body: str) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    event_id = document.get("event_id") if isinstance(document, dict) else None
+    return [event_id] if isinstance(event_id, str) else []
+
+
 class _ChildContext:
     """The Lambda context as the parent's invocation had it."""
 
@@ -404,6 +522,15 @@ class FaultInjection:
     On entry the sink refusals are hooked into a fresh default boto3 session, before the run
     creates any client. The endpoint faults are injected once the endpoint serves, outages start
     as the sending passes their mark, and the handler is wrapped by a HandlerKiller.
+
+    Predictions are traced to events by their envelope's event_id. A plan of bare bodies (the
+    naive handler's: it publishes the model's raw answer, with no id) is traced by content
+    instead: once the endpoint serves, and before any fault is injected, the model is asked once
+    for each input of the plan, and a raw answer is the prediction of the events whose input the
+    model answers so. When several events share an answer (the same input, or a model that
+    answers several inputs alike), each arrival goes to the one of them with the fewest so far,
+    in send order: how many of them were predicted is then exact, but not which one was, and a
+    duplicate of one of them can hide a loss of another (see soak.py).
     """
 
     def __init__(
@@ -415,11 +542,18 @@ class FaultInjection:
     ) -> None:
         self.plan = plan
         self._handler_override = handler_override
+        self._events_by_request_text: dict[str, list[str]] = {}
+        for event in plan.events:
+            self._events_by_request_text.setdefault(event.request_text(), []).append(event.event_id)
         self.killer = HandlerKiller(
             {event.event_id: event.variant for event in plan.events if event.fault == "killed"},
             handler_ref,
             project_dir,
+            self._event_ids_of_body,
         )
+        # Raw answer (answer_key) -> the events the model answers so, and arrivals so far per event.
+        self._events_by_answer: dict[str, list[str]] = {}
+        self._arrivals: Counter[str] = Counter()
         self._refusals = {event.event_id: event.times for event in plan.events if event.fault == "sink_refused"}
         self._lock = threading.Lock()
         self._pending_outages = sorted(plan.outages, key=lambda outage: outage.after_sent)
@@ -437,13 +571,45 @@ class FaultInjection:
             endpoint_ready=self._inject_endpoint_faults,
             wrap_handler=self._wrap,
             events_sent=self._start_due_outages,
-            prediction_event_id=event_id_of_prediction,
+            prediction_event_id=self.prediction_event_id,
         )
 
     def __exit__(self, *exc_info: object) -> None:
         for timer in self._timers:
             timer.cancel()
         self._stack.close()
+
+    def prediction_event_id(self, document: Any) -> str | None:
+        """The event a prediction belongs to: its envelope's event_id, or for a raw answer, an
+        event the model answers so (see the class docstring)."""
+        event_id = event_id_of_prediction(document)
+        if event_id is not None:
+            return event_id
+        candidates = self._events_by_answer.get(answer_key(document), [])
+        if not candidates:
+            return None
+        with self._lock:
+            chosen = min(candidates, key=lambda candidate: self._arrivals[candidate])
+            self._arrivals[chosen] += 1
+        return chosen
+
+    def _event_ids_of_body(self, body: str) -> list[str]:
+        """The events a delivered body may be: its envelope's event_id, or the events sent with that bare body."""
+        return _envelope_event_ids(body) or self._events_by_request_text.get(body, [])
+
+    def _learn_answers(self, endpoint: LocalEndpoint) -> None:
+        """Ask the model once per input a bare plan sends, so raw answers can be traced to events."""
+        if not any(event.body_format == "bare" for event in self.plan.events):
+            return
+        asked: dict[str, str | None] = {}
+        for event in self.plan.events:
+            if event.fault in BODY_FAULTS:
+                continue
+            text = event.input_text
+            if text not in asked:
+                asked[text] = _ask_model(endpoint.url, text)
+            if asked[text] is not None:
+                self._events_by_answer.setdefault(asked[text], []).append(event.event_id)
 
     def _wrap(self, handler: Handler) -> Handler:
         return self.killer.wrap(self._handler_override or handler)
@@ -461,13 +627,15 @@ class FaultInjection:
 
     def _inject_endpoint_faults(self, endpoint: LocalEndpoint) -> None:
         self._endpoint = endpoint
-        for event in self.plan.events:
+        self._learn_answers(endpoint)
+        # One fault per input: the endpoint cannot tell the events of one input apart.
+        for text, event in self.plan.endpoint_faults().items():
             if event.fault == "model_rejected":
-                endpoint.inject(Fault(error="ModelError", match=event.marker))
+                endpoint.inject(Fault(error="ModelError", match=text))
             elif event.fault == "throttled":
-                endpoint.inject(Fault(error="ThrottlingException", match=event.marker, times=event.times))
+                endpoint.inject(Fault(error="ThrottlingException", match=text, times=event.times))
             elif event.fault == "slow":
-                endpoint.inject(Fault(match=event.marker, times=1, delay_ms=self.plan.timings.slow_answer_ms))
+                endpoint.inject(Fault(match=text, times=1, delay_ms=self.plan.timings.slow_answer_ms))
         # An outage planned at 0 is on before the first event is sent.
         self._start_due_outages(0)
 
@@ -482,6 +650,21 @@ class FaultInjection:
             timer.daemon = True
             timer.start()
             self._timers.append(timer)
+
+
+def _ask_model(endpoint_url: str, text: str) -> str | None:
+    """The model's answer to one input, as answer_key text; None when it does not answer with JSON."""
+    name = os.environ.get("ENDPOINT_NAME") or "local"
+    request = urllib.request.Request(
+        f"{endpoint_url}/endpoints/{name}/invocations",
+        data=text.encode("utf-8"),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the local endpoint
+            return answer_key(json.loads(response.read()))
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

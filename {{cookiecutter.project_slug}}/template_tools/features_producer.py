@@ -23,7 +23,8 @@ from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_
 from chalicelib.template_runtime.feature_events import is_envelope
 
 # The field producers key events by: {% if cookiecutter.input_source == "kinesis" %}the Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}the FIFO message group{% else %}a standard queue has no groups, but a redrive
-# to a FIFO or Kinesis source in another project needs one{% endif %}.
+# to a FIFO or Kinesis source in another project needs one{% endif %}. The producer takes
+# the stage's PARTITION_KEY_FIELD when the stage sets it; this is the project's answer otherwise.
 PARTITION_KEY_FIELD = {{ cookiecutter.partition_key_field | tojson }}
 {%- if cookiecutter.input_source == "kinesis" %}
 # PutRecords takes at most 500 records and 5 MiB per call.
@@ -60,10 +61,10 @@ class SendOutcome:
     error: str = ""
 
 
-def event_group(body: str) -> str:
-    """The key a producer sends `body` under: its model input's PARTITION_KEY_FIELD (the body
-    itself, or an envelope's `features`), else its event_id, else (a body that is not a feature
-    event) a hash of the body."""
+def event_group(body: str, key_field: str = PARTITION_KEY_FIELD) -> str:
+    """The key a producer sends `body` under: its model input's `key_field` (the body itself, or
+    an envelope's `features`), else its event_id, else (a body that is not a feature event) a
+    hash of the body."""
     try:
         document = json.loads(body)
     except ValueError:
@@ -72,7 +73,7 @@ def event_group(body: str) -> str:
         # A bare model input is the main form: read the key from it, so each user's events keep
         # their order whichever form the producer chose.
         features = document["features"] if is_envelope(document) else document
-        key = features.get(PARTITION_KEY_FIELD) if isinstance(features, dict) else None
+        key = features.get(key_field) if key_field and isinstance(features, dict) else None
         key = key if key not in (None, "") else document.get("event_id")
         if key not in (None, ""):
             return str(key)[:MAX_GROUP_CHARS]
@@ -104,6 +105,8 @@ class FeaturesProducer:
     """Sends to the stage's features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}; never raises for a refusal, reports it."""
 
     def __init__(self, environment: Mapping[str, str]) -> None:
+        # What an event without a group of its own is keyed by.
+        self.key_field = environment.get("PARTITION_KEY_FIELD", "").strip() or PARTITION_KEY_FIELD
 {%- if cookiecutter.input_source == "kinesis" %}
         self._kinesis = boto3.client("kinesis", config=_CLIENT_CONFIG)
         self.name = environment["FEATURES_STREAM_NAME"]
@@ -136,7 +139,8 @@ class FeaturesProducer:
         response = self._kinesis.put_records(
             StreamName=self.name,
             Records=[
-                {"Data": _data(event.body), "PartitionKey": event.group or event_group(event.body)} for event in batch
+                {"Data": _data(event.body), "PartitionKey": event.group or event_group(event.body, self.key_field)}
+                for event in batch
             ],
         )
         # The same id the handler sees: the record's eventID.
@@ -153,7 +157,7 @@ class FeaturesProducer:
         for position, event in enumerate(batch):
             entry = {"Id": str(position), "MessageBody": event.body}
 {%- if cookiecutter.input_source == "sqs-fifo" %}
-            entry["MessageGroupId"] = event.group or event_group(event.body)
+            entry["MessageGroupId"] = event.group or event_group(event.body, self.key_field)
             entry["MessageDeduplicationId"] = event.deduplication_id or hashlib.sha256(event.body.encode()).hexdigest()
 {%- endif %}
             entries.append(entry)

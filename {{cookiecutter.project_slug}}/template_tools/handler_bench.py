@@ -17,13 +17,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import naive_handler
 from .api_call_counter import ApiCallCounter
 from .lambda_trigger import FunctionConfiguration, LambdaContext
-from .local_pipeline import PARTITION_KEY_FIELD
-from .model_samples import draw_samples
+from .local_pipeline import partition_key_field
+from .model_samples import SAMPLES_FILE, draw_samples
 from .source import lambda_records
 
 HANDLERS = ("batch", "per_record", "naive")
@@ -82,9 +83,12 @@ class HandlerBench:
         function: FunctionConfiguration,
         counter: ApiCallCounter,
         per_record_concurrency: str = PER_RECORD_CONCURRENCY,
+        samples_path: Path = SAMPLES_FILE,
     ) -> None:
         """`predictions` (a PredictionReader) must have made its clients before `counter` was
-        attached, so that emptying the destination is not counted."""
+        attached, so that emptying the destination is not counted. The records are model inputs
+        drawn from `samples_path`; the stage's environment must be in place (its PARTITION_KEY_FIELD
+        keys them)."""
         self._concurrency = {
             "batch": os.environ.get("ENDPOINT_CONCURRENCY") or "4",
             "per_record": per_record_concurrency,
@@ -95,11 +99,15 @@ class HandlerBench:
         self._region = features_arn.split(":")[3]
         self._function = function
         self._counter = counter
-        features = draw_samples(SAMPLE_RECORDS, seed=11)
+        features = draw_samples(SAMPLE_RECORDS, seed=11, path=samples_path)
         self._bodies = [json.dumps(record) for record in features]
         # What a producer keys each event by (a FIFO message group, a Kinesis partition key), as
         # local_pipeline.event_key does.
-        self._groups = [str(record.get(PARTITION_KEY_FIELD) or f"event-{n}") for n, record in enumerate(features)]
+        key_field = partition_key_field(dict(os.environ))
+        self._groups = [
+            str(record.get(key_field) if key_field and record.get(key_field) not in (None, "") else f"event-{n}")
+            for n, record in enumerate(features)
+        ]
         self._next_body = 0
 
     def use(self, name: str, endpoint_url: str) -> Handler:

@@ -1,13 +1,20 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Runs the whole pipeline on this machine: emulator, local endpoint, Lambda-like trigger, app.py.
 
-    python -m <package>.local_pipeline --count 300 --seed 7 --malformed-rate 0.02 --stage dev
+    python -m template_tools.local_pipeline --count 300 --seed 7 --malformed-rate 0.02 --stage dev [--file events.jsonl]
 
-Sends sample feature events to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, lets the real handler turn them into
+Sends feature events to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, lets the real handler turn them into
 predictions through the local endpoint, then accounts for every sent message: it must end up
 either in the predictions {{ {"sqs": "queue", "sns": "topic", "kinesis": "stream", "dynamodb": "table"}[cookiecutter.output_destination] }} or in the dead-letter queue{% if cookiecutter.output_destination == "dynamodb" %}, or be superseded: its
 prediction was not stored because the table already held a newer one for its key{% endif %}. Prints
 a summary; exits 1 when a message was lost.
+
+The events' model inputs are drawn from model/samples.jsonl, or from `--file`: JSON Lines of the
+team's own events, each a model input or an envelope (whose `features` is taken). Each is sent
+in a fresh envelope. A seeded fraction (`--malformed-rate`) is broken on purpose, half of them
+not JSON at all, half JSON that breaks the model's own input schema (model/code/input.schema.json),
+so the handler's refusals show up in the dead-letter queue. The local endpoint serves the model
+in model/; when it cannot load it, the run stops with the model's own error.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import boto3
+import fastjsonschema
 from chalice.app import BaseEventSourceConfig
+
+from chalicelib.template_runtime.endpoint import PayloadCodec
 
 from .destination import PredictionReader, create_destination
 from .emulator import (
@@ -43,7 +53,7 @@ from .emulator import (
 )
 from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration, Handler
-from .model_samples import draw_samples
+from .model_samples import SAMPLES_FILE, SamplesError, draw_samples
 from .operator_progress import ProgressLine
 from .source import (
     MAX_EVENTS_PER_SEND,
@@ -70,13 +80,75 @@ from .stage import (
 MAX_IN_FLIGHT = 50
 # Lambda starts this many concurrent batches when a trigger sets no maximum concurrency.
 DEFAULT_CONCURRENCY = 5
-# The sample producer keys each event by this model-input field: {% if cookiecutter.input_source == "kinesis" %}its Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}its FIFO message group{% else %}a standard queue has no groups, but
-# the ledger knows each event's key{% endif %}.
-PARTITION_KEY_FIELD = {{ cookiecutter.partition_key_field | tojson }}
+# The malformed share of a run's events is split evenly between these two ways of breaking a body.
+MALFORMED_VARIANTS = ("not_json", "schema")
+# A value of each JSON type, to give a declared property one its schema does not allow.
+WRONG_TYPE_VALUES: tuple[Any, ...] = ({"_wrong_type": True}, ["_wrong_type"], "_wrong_type", 1.5, True, None)
 
 
-class ModelMissingError(FileNotFoundError):
-    """The trained model is not there yet."""
+class EndpointStartError(RuntimeError):
+    """The local endpoint could not serve the model (inference.py failed to import, or model_fn failed)."""
+
+
+def model_input_schema_path(model_dir: Path) -> Path:
+    """Where a model directory keeps the JSON Schema of its input."""
+    return model_dir / "code" / "input.schema.json"
+
+
+def partition_key_field(environment: dict[str, str]) -> str:
+    """The model-input field a stage keys events by (its PARTITION_KEY_FIELD), or "" when it keys none."""
+    return environment.get("PARTITION_KEY_FIELD", "").strip()
+
+
+def input_text(features: Any) -> str:
+    """A model input exactly as the handler writes it into an InvokeEndpoint body (either content
+    type): what an endpoint fault matches a record by."""
+    return PayloadCodec.encode_record(features).decode("utf-8")
+
+
+def load_input_schema(path: Path) -> dict[str, Any] | None:
+    """The model's input schema, or None when the model has none (no schema-breaking bodies then)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def schema_breaking(features: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A model input that breaks the model's own input schema, made from a valid one; None when
+    no such input can be made.
+
+    In order: the input without one of its required fields, or with a declared property set to
+    a value of a type the schema refuses; each is checked against the schema, and the first that
+    really breaks it is taken (the handler refuses it as SchemaViolation). With no schema, or one
+    that none of these breaks, None: the caller then sends JSON that is not an object
+    (InvalidInput), the one shape every model input schema here refuses.
+    """
+    if schema is None:
+        return None
+    validate = fastjsonschema.compile(schema)
+    for candidate in _schema_breaking_candidates(features, schema):
+        try:
+            validate(candidate)
+        except fastjsonschema.JsonSchemaException:
+            return candidate
+    return None
+
+
+def not_an_object(body: str) -> str:
+    """JSON that is not an object, around a body: the handler refuses it as InvalidInput."""
+    return f"[{body}]"
+
+
+def _schema_breaking_candidates(features: dict[str, Any], schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for name in schema.get("required", []):
+        if name in features:
+            yield {key: value for key, value in features.items() if key != name}
+    properties = schema.get("properties")
+    for name in properties if isinstance(properties, dict) else ():
+        for value in WRONG_TYPE_VALUES:
+            yield dict(features, **{name: value})
 
 
 @dataclass
@@ -152,9 +224,10 @@ class OutgoingEvent(Protocol):
     def body(self) -> str: ...
 
 
-def event_key(event: OutgoingEvent) -> str:
-    """The key a producer sends the event under: its PARTITION_KEY_FIELD, or its id when it has none."""
-    value = event.features.get(PARTITION_KEY_FIELD) if isinstance(event.features, dict) else None
+def event_key(event: OutgoingEvent, key_field: str) -> str:
+    """The key a producer sends the event under (FIFO message group, Kinesis partition key): its
+    model input's `key_field` (the stage's PARTITION_KEY_FIELD), or its id when it has none."""
+    value = event.features.get(key_field) if key_field and isinstance(event.features, dict) else None
     return str(value) if value not in (None, "") else event.event_id
 
 
@@ -181,33 +254,82 @@ class PipelineHooks:
     prediction_event_id: Callable[[Any], str | None] | None = None
 
 
-@dataclass(frozen=True)
+def envelope_body(event_id: str, features: Any) -> str:
+    """An envelope around `features`, stamped with the time it is made (the envelope's latency starts there)."""
+    event_time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"event_id": event_id, "event_time": event_time, "features": features}, ensure_ascii=False)
+
+
+@dataclass
 class SampleEvent:
-    """One event to send: model input for an envelope, or None for a body that is not JSON."""
+    """One event to send: a model input in an envelope, or a body broken on purpose.
+
+    `broken` is "" for a well-formed event, "not_json" for a body cut off mid-way, or "schema"
+    for an envelope whose `features` is `broken_features` (see schema_breaking; None: the
+    envelope inside a JSON array). `features` is always the input the event was made from, which
+    it is keyed by.
+    """
 
     event_id: str
-    features: dict[str, Any] | None
+    features: dict[str, Any]
+    broken: str = ""
+    broken_features: dict[str, Any] | None = None
+    _body: str | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> str:
-        """The message body, stamped with the time it is sent (the envelope's latency starts there)."""
-        if self.features is None:
-            return f"not json: {self.event_id}"
-        event_time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return json.dumps({"event_id": self.event_id, "event_time": event_time, "features": self.features})
+        """The message body, made when first asked: stamped with the time it is sent."""
+        if self._body is None:
+            self._body = self._make_body()
+        return self._body
+
+    def _make_body(self) -> str:
+        if self.broken == "schema":
+            if self.broken_features is None:
+                return not_an_object(envelope_body(self.event_id, self.features))
+            return envelope_body(self.event_id, self.broken_features)
+        body = envelope_body(self.event_id, self.features)
+        if self.broken == "not_json":
+            # Cut off mid-way, as a producer that crashed while writing would leave it.
+            return body[: len(body) * 2 // 3]
+        return body
+
+    @property
+    def expected_code(self) -> str | None:
+        """The error code the handler dead-letters this event with; None when it should be predicted."""
+        if self.broken == "not_json":
+            return "InvalidJson"
+        if self.broken == "schema":
+            return "InvalidInput" if self.broken_features is None else "SchemaViolation"
+        return None
 
 
-def sample_events(count: int, seed: int, malformed_rate: float) -> list[SampleEvent]:
-    """`count` events from the sample clickstream, a seeded fraction of them broken.
+def sample_events(
+    count: int,
+    seed: int,
+    malformed_rate: float,
+    *,
+    samples_path: Path | None = None,
+    schema_path: Path | None = None,
+) -> list[SampleEvent]:
+    """`count` events whose inputs are drawn from `samples_path` (model/samples.jsonl), a seeded
+    fraction of them broken.
 
-    Half the broken ones are not JSON at all; the other half are JSON the model rejects (k out
-    of range), so both the handler's parsing and the endpoint's ModelError path are exercised.
+    Half the broken ones are not JSON at all (InvalidJson); the other half break the model's
+    input schema at `schema_path` (model/code/input.schema.json; SchemaViolation). Both are the
+    handler's own refusals: no broken event reaches the endpoint.
     """
+    samples_path = samples_path or SAMPLES_FILE
+    schema = load_input_schema(schema_path or model_input_schema_path(PROJECT_DIR / "model"))
     rng = random.Random(seed)
     events = []
-    for index, features in enumerate(draw_samples(count, seed)):
+    for index, features in enumerate(draw_samples(count, seed, samples_path)):
+        event_id = f"evt-{seed}-{index:06d}"
         if rng.random() < malformed_rate:
-            features = dict(features, k=0) if rng.random() < 0.5 else None
-        events.append(SampleEvent(event_id=f"evt-{seed}-{index:06d}", features=features))
+            variant = MALFORMED_VARIANTS[rng.random() >= 0.5]
+            broken = schema_breaking(features, schema) if variant == "schema" else None
+            events.append(SampleEvent(event_id, features, variant, broken))
+        else:
+            events.append(SampleEvent(event_id, features))
     return events
 
 
@@ -422,6 +544,7 @@ def run_local_pipeline(
     *,
     project_dir: Path = PROJECT_DIR,
     model_dir: Path | None = None,
+    samples_path: Path | None = None,
     endpoint_latency_ms: int = 0,
     visibility_timeout_seconds: float = VISIBILITY_TIMEOUT_SECONDS,
     stall_timeout_seconds: float | None = None,
@@ -442,8 +565,11 @@ def run_local_pipeline(
     The run waits until every sent message is a prediction or a dead letter, or until nothing
     new has come out for `stall_timeout_seconds` (by default long enough for one redelivery
     after the visibility timeout); what is still missing then counts as lost. `model_dir`
-    defaults to the project's model/; `max_in_flight` to MAX_IN_FLIGHT, or two batches when the
-    trigger's batch size is larger, so that batches can still fill.
+    defaults to the project's model/, whose code/input.schema.json the handler checks inputs
+    against (unless the stage sets MODEL_INPUT_SCHEMA); `samples_path` (the model inputs drawn
+    from) to model/samples.jsonl; `max_in_flight` to MAX_IN_FLIGHT, or two batches when the
+    trigger's batch size is larger, so that batches can still fill. EndpointStartError when the
+    local endpoint cannot serve the model.
 
     For fault injection: `events` replaces the sample events; `max_receive_count` None runs the
     features queue without a redrive policy; `function_timeout_seconds` overrides the stage's
@@ -457,21 +583,26 @@ def run_local_pipeline(
     EXERCISE_TRIGGER_LIMITS).
     """
     model_dir = model_dir or project_dir / "model"
-    if not (model_dir / "cooccurrence.json").exists():
-        raise ModelMissingError(f"{model_dir / 'cooccurrence.json'} does not exist: run `make train` first")
     settings = load_stage(stage, project_dir)
     function_timeout = function_timeout_seconds or settings.lambda_timeout
     if stall_timeout_seconds is None:
         stall_timeout_seconds = visibility_timeout_seconds + function_timeout + 10
     if events is None:
-        events = sample_events(count, seed, malformed_rate)
+        events = sample_events(
+            count,
+            seed,
+            malformed_rate,
+            samples_path=samples_path or project_dir / "model" / "samples.jsonl",
+            schema_path=model_input_schema_path(model_dir),
+        )
     hooks = hooks or PipelineHooks()
     redelivery = Redelivery(max_receive_count, visibility_timeout_seconds)
+    key_field = partition_key_field(settings.environment_variables)
     with (
         stage_environment(settings),
         local_aws_environment(),
-        LocalEndpoint(model_dir=model_dir, latency_ms=endpoint_latency_ms) as endpoint,
-        patched_environ({"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}),
+        started_endpoint(model_dir, endpoint_latency_ms) as endpoint,
+        patched_environ(handler_model_environment(settings.environment_variables, model_dir, endpoint.url)),
     ):
         features = create_source(settings.environment_variables, redelivery)
         create_destination(settings.environment_variables)
@@ -519,10 +650,15 @@ def run_local_pipeline(
                     _Pacing(limit, stall_timeout_seconds, settle, stuck_after_seconds, settle_limit_seconds),
                     hooks,
                     progress,
+                    key_field,
                 )
             stats = trigger.stats
         stranded = trigger.backlog()
-    latencies = [envelope["latency_ms"] for envelope in ledger.predictions if envelope.get("latency_ms") is not None]
+    latencies = [
+        envelope["latency_ms"]
+        for envelope in ledger.predictions
+        if isinstance(envelope, dict) and envelope.get("latency_ms") is not None
+    ]
     return PipelineSummary(
         sent=len(ledger.sent_ids),
         predicted=len(ledger.predictions),
@@ -544,6 +680,33 @@ def run_local_pipeline(
         ledger=ledger,
         superseded=len(ledger.superseded) if ledger.keeps_latest_only else None,
     )
+
+
+@contextmanager
+def started_endpoint(model_dir: Path, latency_ms: int = 0) -> Iterator[LocalEndpoint]:
+    """The local endpoint serving `model_dir`; EndpointStartError, with the model's own message,
+    when it cannot (inference.py does not import, model_fn fails, an artifact is missing)."""
+    try:
+        endpoint = LocalEndpoint(model_dir=model_dir, latency_ms=latency_ms)
+        endpoint.start()
+    except Exception as error:  # noqa: BLE001 - whatever the model raised is the user's to read
+        raise EndpointStartError(f"the local endpoint cannot serve the model in {model_dir}: {error}") from error
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+def handler_model_environment(environment: dict[str, str], model_dir: Path, endpoint_url: str) -> dict[str, str]:
+    """What the handler needs to reach the local endpoint and check inputs against the served model's schema.
+
+    The schema is the served model's own (model_dir/code/input.schema.json) unless the stage sets
+    MODEL_INPUT_SCHEMA itself (an empty value turns the check off).
+    """
+    variables = {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url}
+    if "MODEL_INPUT_SCHEMA" not in environment:
+        variables["MODEL_INPUT_SCHEMA"] = str(model_input_schema_path(model_dir).resolve())
+    return variables
 
 
 def declared_event_source(app: Any) -> BaseEventSourceConfig:
@@ -590,6 +753,7 @@ def _send_and_account(
     pacing: _Pacing,
     hooks: PipelineHooks,
     progress: TextIO | None,
+    key_field: str = "",
 ) -> tuple[float, int]:
     """Send every event while reading the destination and the dead-letter queue; return the
     seconds taken and how many events were never sent."""
@@ -620,7 +784,7 @@ def _send_and_account(
     try:
         while True:
             while unsent and in_flight() < pacing.max_in_flight:
-                _send_batch(sender, unsent, ledger)
+                _send_batch(sender, unsent, ledger, key_field)
                 last_sent_at = time.monotonic()
                 if hooks.events_sent is not None:
                     hooks.events_sent(len(ledger.sent_ids))
@@ -646,10 +810,10 @@ def _send_and_account(
     return ledger.last_accounted_at - started, len(unsent)
 
 
-def _send_batch(sender: EventSender, unsent: deque[OutgoingEvent], ledger: Ledger) -> None:
+def _send_batch(sender: EventSender, unsent: deque[OutgoingEvent], ledger: Ledger, key_field: str) -> None:
     batch = [unsent.popleft() for _ in range(min(MAX_EVENTS_PER_SEND, len(unsent)))]
     bodies = [event.body() for event in batch]
-    keys = [event_key(event) for event in batch]
+    keys = [event_key(event, key_field) for event in batch]
     refused = []
     for event, body, key, message_id in zip(batch, bodies, keys, sender.send(bodies, keys), strict=True):
         if message_id is None:
@@ -667,6 +831,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed for the sample events (default 7)")
     parser.add_argument("--malformed-rate", type=float, default=0.02, help="fraction of broken bodies (default 0.02)")
     parser.add_argument("--stage", default="dev", help="Chalice stage whose settings to run with (default dev)")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="JSON Lines of your own events (model inputs or envelopes) to draw from (default model/samples.jsonl)",
+    )
     parser.add_argument("--latency-ms", type=int, default=0, help="extra latency per endpoint call (default 0)")
     parser.add_argument(
         "--visibility-timeout",
@@ -688,12 +857,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.seed,
                 args.malformed_rate,
                 args.stage,
+                samples_path=args.file,
                 endpoint_latency_ms=args.latency_ms,
                 visibility_timeout_seconds=args.visibility_timeout,
             )
-    except (ModelMissingError, UnknownStageError) as error:
+    except (UnknownStageError, SamplesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except EndpointStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(summary.table())
     print(f"handler log    {args.log_file}")
     if summary.lost:

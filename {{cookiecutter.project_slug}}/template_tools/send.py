@@ -4,10 +4,16 @@
     python -m template_tools.send --count 10 --stage dev
     python -m template_tools.send --file events.jsonl --stage dev
 
-A file is JSON Lines, one event body per line. Each line is sent as it is, even one that is not
-JSON: the pipeline dead-letters what it cannot read, which is what a producer's bad event does
-too (the count of such lines is printed). A line holding a dead-letter export record
+Sample events are model inputs drawn from model/samples.jsonl (or `--samples`), each in an
+envelope of its own, as `make local` sends them.
+
+A file (`make send FILE=...`) is JSON Lines, one event body per line: a model input or an
+envelope around one, the same lines `make local FILE=...` and `make soak FILE=...` draw inputs
+from; here each line is sent as it is, even one that is not JSON: the pipeline dead-letters
+what it cannot read, which is what a producer's bad event does too (the count of such lines is
+printed). A line holding a dead-letter export record
 ({"body": ..., "attributes": ...}, written by `make redrive DRY_RUN=1 EXPORT=...`) sends its body.
+Each event goes under its model input's PARTITION_KEY_FIELD (the stage's), else its event_id.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .features_producer import FeaturesProducer, OutgoingEvent, event_group
-from .local_pipeline import sample_events
+from .features_producer import FeaturesProducer, OutgoingEvent
+from .local_pipeline import model_input_schema_path, sample_events
+from .model_samples import SAMPLES_FILE, SamplesError
 from .operator_progress import Progress
 from .operator_stage import operator_environment, run_command, where
 
@@ -146,7 +153,8 @@ def file_events(
     for line in lines:
         if not line.is_json:
             report.not_json.append(line.number)
-        event = OutgoingEvent(line.body, line.group or event_group(line.body), deduplication_id(line))
+        # No group of its own: the producer keys it by the stage's PARTITION_KEY_FIELD.
+        event = OutgoingEvent(line.body, line.group, deduplication_id(line))
         yield f"line {line.number}", event
 
 
@@ -181,19 +189,37 @@ def send_samples(
     seed: int,
     malformed_rate: float,
     progress_stream: TextIO | None = sys.stderr,
+    samples_path: Path = SAMPLES_FILE,
 ) -> SendReport:
-    """Send `count` events of the sample clickstream (a seeded fraction of them broken, as `make local` does)."""
-    samples = sample_events(count, seed, malformed_rate)
+    """Send `count` events of model inputs from `samples_path` (a seeded fraction of them broken,
+    as `make local` does)."""
+    samples = sample_events(
+        count,
+        seed,
+        malformed_rate,
+        samples_path=samples_path,
+        schema_path=model_input_schema_path(SAMPLES_FILE.parent),
+    )
     events = []
     for sample in samples:
-        body = sample.body()
-        events.append((sample.event_id, OutgoingEvent(body, event_group(body), sample.event_id)))
+        # No group of its own: the producer keys it by the stage's PARTITION_KEY_FIELD.
+        events.append((sample.event_id, OutgoingEvent(sample.body(), "", sample.event_id)))
     return send_events(producer, events, Progress("sending samples", count, progress_stream))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--file", type=Path, help="JSON Lines file of event bodies to send (default: sample events)")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="JSON Lines file of event bodies (model inputs or envelopes) to send as they are (default: sample events)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=SAMPLES_FILE,
+        help="model inputs the sample events are drawn from (default model/samples.jsonl)",
+    )
     parser.add_argument("--count", type=int, default=10, help="sample events to send without --file (default 10)")
     parser.add_argument("--seed", type=int, help="seed of the sample events (default: a new one each run)")
     parser.add_argument(
@@ -212,13 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # a second run within its 5-minute deduplication window.
             seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
             print(f"{args.count} sample events, seed {seed}")
-            report = send_samples(producer, args.count, seed, args.malformed_rate)
+            report = send_samples(producer, args.count, seed, args.malformed_rate, samples_path=args.samples)
         print("\n".join(report.lines()))
         return 1 if report.refused else 0
 
     try:
         return run_command(command)
-    except EventFileError as error:
+    except (EventFileError, SamplesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -22,14 +22,16 @@ from pathlib import Path
 
 from .destination import create_destination
 from .emulator import Redelivery, local_aws_environment
-from .endpoint_server import LocalEndpoint
 from .lambda_trigger import FunctionConfiguration
 from .local_pipeline import (
     DEFAULT_CONCURRENCY,
     LOCAL_TRIGGER_LIMITS,
+    EndpointStartError,
     cold_started_handler,
     declared_event_source,
     handler_log,
+    handler_model_environment,
+    started_endpoint,
 )
 from .source import create_source, local_trigger
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
@@ -44,15 +46,13 @@ def serve(stage: str, project_dir: Path = PROJECT_DIR) -> None:
     if not os.environ.get("AWS_ENDPOINT_URL"):
         raise NoEmulatorError("AWS_ENDPOINT_URL is not set: run `make emulator` in another terminal, then LOCAL=1")
     model_dir = project_dir / "model"
-    if not (model_dir / "cooccurrence.json").exists():
-        raise FileNotFoundError(f"{model_dir / 'cooccurrence.json'} does not exist: run `make train` first")
     settings = load_stage(stage, project_dir)
     redelivery = Redelivery()
     with (
         stage_environment(settings),
         local_aws_environment() as emulator_url,
-        LocalEndpoint(model_dir=model_dir) as endpoint,
-        patched_environ({"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}),
+        started_endpoint(model_dir) as endpoint,
+        patched_environ(handler_model_environment(settings.environment_variables, model_dir, endpoint.url)),
     ):
         features = create_source(settings.environment_variables, redelivery)
         create_destination(settings.environment_variables)
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (NoEmulatorError, FileNotFoundError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except EndpointStartError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -1,7 +1,7 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Soak test in local mode: many events, a seeded mix of faults, and an exact ledger at the end.
 
-    python -m <package>.soak --count 5000 --fault-rate 0.05 --seed 7 [--handler naive]
+    python -m template_tools.soak --count 5000 --fault-rate 0.05 --seed 7 [--handler naive] [--file events.jsonl]
 
 Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
 seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
@@ -18,6 +18,12 @@ the queue's redrive after maxReceiveCount deliveries
 Exits 1 when an event is lost or its outcome contradicts its fault (a malformed record
 predicted, a healthy one dead-lettered by the handler).
 
+The events' inputs are model/samples.jsonl's, or `--file`'s (JSON Lines of the team's own events:
+model inputs or envelopes, whose `features` is taken), whatever the model's fields: the faults
+never touch an input's fields, except to break a body on purpose (fault_plan.py). With more
+events than inputs, inputs repeat, and every event of an input shares that input's endpoint
+fault. Each prediction envelope names its event (event_id), so the ledger is exact per event.
+
 `--handler naive` runs the same plan through naive_handler (Sagify's handler on this source:
 one record after the other, each prediction published on its own, raise on the first error)
 {%- if cookiecutter.input_source == "kinesis" %}
@@ -33,6 +39,13 @@ forever, so that run ends a minute after the last event is sent; what is still i
 queue then would circulate until the queue's retention drops it: it is counted as stranded, and
 the events never predicted as lost.
 {%- endif %}
+Its predictions are the model's raw answers, with no event id: the ledger asks the local endpoint
+for each input's answer before the run and traces each raw answer back to the events whose input
+gets it. Where several events share an answer (an input sent more than once, or a model that
+answers several inputs alike) the arrivals are shared out among them, fewest first: the count of
+predicted events is exact, which of them it was is not, and one event's duplicate can hide
+another's loss. With no more events than distinct samples (COUNT at most the lines of
+model/samples.jsonl) and a model that answers each input differently, it is exact per event.
 """
 
 from __future__ import annotations
@@ -49,11 +62,12 @@ from . import naive_handler
 from .fault_plan import PERMANENT_FAULT_CODES, FaultInjection, FaultPlan, FaultTimings
 from .local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
-    ModelMissingError,
+    EndpointStartError,
     PipelineSummary,
     handler_log,
     run_local_pipeline,
 )
+from .model_samples import SamplesError
 from .source import TRIGGER_DEAD_LETTER_REASON
 from .stage import PROJECT_DIR, UnknownStageError, patched_environ
 
@@ -339,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed for the events and the fault plan (default 7)")
     parser.add_argument("--handler", choices=HANDLERS, default="app", help="app (default) or naive, for comparison")
     parser.add_argument(
+        "--file",
+        type=Path,
+        help="JSON Lines of your own events (model inputs or envelopes) to draw from (default model/samples.jsonl)",
+    )
+    parser.add_argument(
         "--visibility-timeout",
         type=int,
         default=defaults.visibility_timeout_seconds,
@@ -361,13 +380,18 @@ def main(argv: list[str] | None = None) -> int:
         function_timeout_seconds=args.function_timeout,
     )
     body_format = "bare" if args.handler == "naive" else "envelope"
-    plan = FaultPlan.seeded(args.count, args.fault_rate, args.seed, timings, body_format=body_format)
     try:
+        plan = FaultPlan.seeded(
+            args.count, args.fault_rate, args.seed, timings, body_format=body_format, samples_path=args.file
+        )
         with handler_log(args.log_file):
             ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)
-    except (ModelMissingError, UnknownStageError) as error:
+    except (UnknownStageError, SamplesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except EndpointStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(ledger.table())
     print(f"handler log    {args.log_file}")
     if not ledger.passed:

@@ -37,15 +37,19 @@ class Throughput:
         return self.pipeline_msg_per_s / self.pipeline_ceiling_msg_per_s
 
 
-def measure_throughput(project_dir: Path, pipeline_messages: int, ceiling_messages: int) -> Throughput:
+def measure_throughput(
+    project_dir: Path, pipeline_messages: int, ceiling_messages: int, samples_path: Path | None = None
+) -> Throughput:
     """Run the ceiling loop, then `make local`'s pipeline with a no-latency model, on the emulator
-    AWS_ENDPOINT_URL names (the pipeline uses that emulator instead of starting its own)."""
+    AWS_ENDPOINT_URL names (the pipeline uses that emulator instead of starting its own); its
+    inputs come from `samples_path` (the project's model/samples.jsonl)."""
     ceiling = send_receive_ceiling(ceiling_messages)
     summary = run_local_pipeline(
         pipeline_messages,
         seed=7,
         malformed_rate=0.0,
         project_dir=project_dir,
+        samples_path=samples_path,
         endpoint_latency_ms=0,
         progress=None,
         trigger_limits=EXERCISE_TRIGGER_LIMITS,

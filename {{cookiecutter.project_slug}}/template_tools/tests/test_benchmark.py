@@ -2,7 +2,7 @@
 """`make bench` runs end to end and writes the documented results; nothing here asserts a timing.
 
 The benchmark runs once, at tiny sizes with no endpoint latency, against a copy of the project
-with the test model. Its results.json is checked for the keys CI keeps as history, their types,
+with the echo model and its inputs. Its results.json is checked for the keys CI keeps as history, their types,
 and the API call counts that do not depend on timing.
 """
 
@@ -17,6 +17,8 @@ import pytest
 from template_tools.benchmark import main
 from template_tools.benchmark_report import HANDLER_LABELS
 from template_tools.stage import PROJECT_DIR
+
+from .echo_inputs import echo_input
 
 HANDLERS = list(HANDLER_LABELS)
 CAN_PLOT = importlib.util.find_spec("matplotlib") is not None
@@ -44,11 +46,15 @@ def bench_run(tmp_path_factory, model_dir):
     for name in ("chalicelib", ".chalice"):
         shutil.copytree(PROJECT_DIR / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "deploy*"))
     shutil.copytree(model_dir, project / "model")
+    # The echo model's inputs, given as a team gives its own events (FILE=).
+    events = tmp_path_factory.mktemp("events") / "events.jsonl"
+    events.write_text("".join(json.dumps(echo_input(number)) + "\n" for number in range(200)), encoding="utf-8")
     out = tmp_path_factory.mktemp("bench")
     arguments = [
         "--latency-ms", "0",
         "--out", str(out),
         "--project-dir", str(project),
+        "--file", str(events),
         "--batch-sizes", "1,10",
         "--max-repeats", "2",
         "--cpu-invocations", "1",

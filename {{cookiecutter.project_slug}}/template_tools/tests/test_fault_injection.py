@@ -17,21 +17,33 @@ import json
 import threading
 from dataclasses import replace
 
+import fastjsonschema
 import pytest
 
-from template_tools.fault_plan import FAULT_KINDS, FaultInjection, FaultPlan, FaultTimings, Outage
+from chalicelib.template_runtime.endpoint import PayloadCodec
+from template_tools.fault_plan import (
+    ENDPOINT_FAULTS,
+    FAULT_KINDS,
+    PERMANENT_FAULT_CODES,
+    FaultInjection,
+    FaultPlan,
+    FaultTimings,
+    Outage,
+)
 from template_tools.local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
     PipelineHooks,
+    input_text,
+    load_input_schema,
+    model_input_schema_path,
     run_local_pipeline,
 )
 from template_tools.soak import EventOutcome, run_soak
 from template_tools.source import TRIGGER_DEAD_LETTER_REASON, record_body, record_message_id
 from template_tools.stage import patched_environ
 
+from .echo_inputs import ECHO_INPUT_SCHEMA, echo_input, expected_output
 from .timing import TIME_SCALE
-
-pytestmark = pytest.mark.slow
 
 # The visibility timeout covers the trigger's batching window plus the function timeout, so a
 # record never comes back while its first invocation still runs, even on a loaded machine (a
@@ -102,9 +114,13 @@ def message_id_of(summary, event) -> str:
     return summary.ledger.message_ids[event.event_id]
 
 
-def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_id_and_body_intact{% endif %}(model_dir):
+@pytest.mark.slow
+def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_id_and_body_intact{% endif %}(
+    model_dir,
+    samples_file,
+):
     """An outage longer than {% if cookiecutter.input_source == "kinesis" %}the trigger's retries must end in the DLQ (on-failure destination){% else %}maxReceiveCount deliveries must end in the DLQ via redrive{% endif %}, never in a void."""
-    plan = FaultPlan.healthy(20, FAST)
+    plan = FaultPlan.healthy(20, FAST, samples_path=samples_file)
     plan = replace(plan, outages=[Outage(after_sent=0, seconds=120)])
 
     summary, deliveries, _ = run_plan(plan, model_dir)
@@ -127,9 +143,10 @@ def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if co
     assert all(counts == [1, 2] for counts in deliveries.receive_counts.values())
 
 
-def test_records_throttled_for_a_while_are_all_predicted_after_counted_redeliveries(model_dir, stage):
+@pytest.mark.slow
+def test_records_throttled_for_a_while_are_all_predicted_after_counted_redeliveries(model_dir, samples_file, stage):
     """Throttling that outlasts botocore's retries costs a redelivery of that batch, not a record."""
-    plan = FaultPlan.healthy(10, PATIENT)
+    plan = FaultPlan.healthy(10, PATIENT, samples_path=samples_file)
     throttled = plan.events[3]
     throttled.fault, throttled.times = "throttled", 3  # every attempt of one delivery
 
@@ -155,15 +172,16 @@ def test_records_throttled_for_a_while_are_all_predicted_after_counted_redeliver
 {%- endif %}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kill_point", "published_before_the_kill"),
     [("calling_endpoint", False), ("publishing", True)],
 )
 def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_count_as_duplicates(
-    model_dir, kill_point, published_before_the_kill
+    model_dir, samples_file, kill_point, published_before_the_kill
 ):
     """A SIGKILLed invocation deletes nothing: its batch comes back after the visibility timeout."""
-    plan = FaultPlan.healthy(10, KILLABLE)
+    plan = FaultPlan.healthy(10, KILLABLE, samples_path=samples_file)
     victim = plan.events[2]
     victim.fault, victim.variant = "killed", kill_point
 
@@ -183,9 +201,10 @@ def test_a_handler_killed_mid_batch_loses_nothing_and_its_republished_records_co
     assert summary.failed_batches == 1
 
 
-def test_predictions_the_destination_refuses_are_redelivered_until_published(model_dir):
+@pytest.mark.slow
+def test_predictions_the_destination_refuses_are_redelivered_until_published(model_dir, samples_file):
     """A partial publish failure retries the refused record until it is published, once."""
-    plan = FaultPlan.healthy(10, replace(FAST, max_receive_count=3))
+    plan = FaultPlan.healthy(10, replace(FAST, max_receive_count=3), samples_path=samples_file)
     refused = plan.events[4]
     refused.fault, refused.times = "sink_refused", 2
 
@@ -210,9 +229,10 @@ def test_predictions_the_destination_refuses_are_redelivered_until_published(mod
 {%- endif %}
 
 
-def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
+@pytest.mark.slow
+def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir, samples_file):
     """The harness must be able to fail: a record deleted without an outcome shows up as lost."""
-    plan = FaultPlan.healthy(10, FAST)
+    plan = FaultPlan.healthy(10, FAST, samples_path=samples_file)
     dropped = plan.events[6].event_id
 
     def drop_one(handler):
@@ -240,12 +260,15 @@ def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir):
     assert summary.ledger.message_ids[dropped] not in summary.ledger.accounted
 
 
-def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir):
+@pytest.mark.slow
+def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir, samples_file):
     """Every fault at once, seeded: each event is predicted or dead-lettered with a reason, none lost."""
     timings = FaultTimings(visibility_timeout_seconds=3, max_receive_count=2, function_timeout_seconds=3)
     # Dense enough that 120 events plan every kind of fault, with one killed invocation (a child
     # process of its own; the kill tests above cover kills one by one).
-    plan = FaultPlan.seeded(120, 0.25, seed=11, timings=timings)
+    plan = FaultPlan.seeded(
+        120, 0.25, seed=11, timings=timings, samples_path=samples_file, schema_path=model_input_schema_path(model_dir)
+    )
     assert set(plan.kinds()) == {"none", *FAULT_KINDS}, "the seed should plan every kind of fault"
 
     ledger = run_soak(plan, model_dir=model_dir, progress=None)
@@ -286,25 +309,129 @@ def test_an_outcome_that_contradicts_its_fault_is_reported_as_misreported(outcom
     assert (found is None) if contradiction is None else (contradiction in found)
 
 
-def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says():
+def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says(samples_file):
     """A soak is only worth re-running if the plan is reproducible; each fault must look like itself."""
     timings = FaultTimings(max_record_bytes=4096)
-    first, second = (FaultPlan.seeded(400, 0.2, seed=9, timings=timings) for _ in range(2))
+    validate = fastjsonschema.compile(load_input_schema(ECHO_INPUT_SCHEMA))
+    first, second = (
+        FaultPlan.seeded(400, 0.2, seed=9, timings=timings, samples_path=samples_file, schema_path=ECHO_INPUT_SCHEMA)
+        for _ in range(2)
+    )
     assert [(e.event_id, e.fault, e.times, e.variant) for e in first.events] == [
         (e.event_id, e.fault, e.times, e.variant) for e in second.events
     ]
+    assert {"schema", "not_json"} <= {event.variant for event in first.events if event.fault == "malformed"}
     for event in first.events:
         if event.fault == "oversize":
-            assert len(event.body().encode()) > timings.max_record_bytes
+            # A real JSON object, just too long, padded with a field of its own.
+            body = event.body()
+            assert len(body.encode()) > timings.max_record_bytes
+            assert json.loads(body)["features"].keys() - event.features.keys() == {"_padding"}
         elif event.fault == "malformed" and event.variant == "not_json":
             with pytest.raises(ValueError):
                 json.loads(event.body())
-        elif event.fault == "throttled":
-            assert 1 <= event.times <= 3 * (timings.max_receive_count - 1)
+        elif event.fault == "malformed":
+            # JSON, and the model's own schema refuses its input.
+            with pytest.raises(fastjsonschema.JsonSchemaException):
+                validate(json.loads(event.body())["features"])
         else:
-            assert json.loads(event.body())["event_id"] == event.event_id
+            if event.fault == "throttled":
+                assert 1 <= event.times <= 3 * (timings.max_receive_count - 1)
+            assert json.loads(event.body()) | {"event_time": None} == {
+                "event_id": event.event_id, "event_time": None, "features": event.features
+            }  # fmt: skip
     assert first.outages and all(outage.seconds > timings.max_receive_count * timings.visibility_timeout_seconds
                                  for outage in first.outages)  # fmt: skip
+
+
+def test_endpoint_faults_match_the_input_as_the_handler_sends_it_and_events_of_one_input_share_them(tmp_path):
+    """Inputs repeat when a run has more events than samples: the endpoint cannot tell such events
+    apart, so each of them must be planned with the fault it will meet."""
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(echo_input(number)) + "\n" for number in range(6)), encoding="utf-8")
+
+    plan = FaultPlan.seeded(120, 0.5, seed=5, samples_path=samples, schema_path=ECHO_INPUT_SCHEMA)
+
+    faults = plan.endpoint_faults()
+    assert faults, "the seed should plan endpoint faults"
+    for text, planned in faults.items():
+        same_input = [event for event in plan.events if event.input_text == text and event.fault not in
+                      ("malformed", "oversize")]  # fmt: skip
+        assert len(same_input) > 1
+        assert {(event.fault, event.times) for event in same_input} == {(planned.fault, planned.times)}
+        # The match is the record exactly as the handler puts it into a request, alone or batched,
+        # and as a bare body sends it.
+        record = PayloadCodec.encode_record(planned.features)
+        for content_type in ("application/json", "application/jsonlines"):
+            codec = PayloadCodec(content_type)
+            assert text in codec.join([record]).decode() and text in codec.join([record, record]).decode()
+        assert planned.request_text() == text
+    planned_kinds = {planned.fault for planned in faults.values()}
+    assert {event.fault for event in plan.events} & set(ENDPOINT_FAULTS) == planned_kinds
+
+
+def test_an_input_that_lies_inside_another_gets_no_endpoint_fault(tmp_path):
+    """A fault matched by content would also hit the input that holds it, and the ledger would be wrong."""
+    inner = {"id": "rec-0001"}
+    outer = {"id": "rec-0002", "value": 2.5, "context": inner}
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps(inner) + "\n" + json.dumps(outer) + "\n", encoding="utf-8")
+    assert input_text(inner) in input_text(outer)
+
+    plan = FaultPlan.seeded(200, 1.0, seed=3, samples_path=samples, schema_path=ECHO_INPUT_SCHEMA)
+
+    assert not any(event.fault in ENDPOINT_FAULTS for event in plan.events if event.features == inner)
+    assert any(event.fault in ENDPOINT_FAULTS for event in plan.events if event.features == outer)
+
+
+def test_a_malformed_record_is_expected_with_any_of_the_handlers_refusal_codes():
+    """A schema-breaking body is SchemaViolation, or InvalidInput when only a non-object breaks the schema."""
+    assert PERMANENT_FAULT_CODES["malformed"] == {"InvalidJson", "SchemaViolation", "InvalidInput"}
+
+
+@pytest.mark.slow
+def test_a_soak_on_repeated_inputs_of_any_shape_meets_its_endpoint_faults_and_traces_every_prediction(
+    model_dir, tmp_path
+):
+    """Inputs of the echo model's shape, each sent several times: model rejections and throttling
+    match by content, every prediction is traced to its event by the envelope, and nothing is lost."""
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(echo_input(number)) + "\n" for number in range(8)), encoding="utf-8")
+    timings = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
+    plan = FaultPlan.seeded(
+        40, 0.3, seed=6, timings=timings, samples_path=samples, schema_path=model_input_schema_path(model_dir),
+        outages=0,
+    )  # fmt: skip
+    for event in plan.events:
+        # Kills and refused publishes have tests of their own; this one is about content matching.
+        if event.fault in ("killed", "sink_refused"):
+            event.fault, event.times, event.variant = None, 0, ""
+    rejected = [event for event in plan.events if event.fault == "model_rejected"]
+    assert rejected and any(event.fault == "throttled" for event in plan.events)
+
+    ledger = run_soak(plan, model_dir=model_dir, progress=None)
+
+    assert (ledger.lost, ledger.misreported) == (0, 0), ledger.contradictions
+    # Dead-lettered by the handler as the model's refusal (a redelivery may add the redrive's copy).
+    for event in rejected:
+        outcome = ledger.outcomes[event.event_id]
+        assert not outcome.predictions and outcome.dead_letters[0] == "ModelError"
+    by_event_id = plan.by_event_id()
+    for envelope in ledger.summary.predictions:
+        assert envelope["prediction"] == expected_output(by_event_id[envelope["event_id"]].features)
+
+
+@pytest.mark.slow
+def test_the_naive_handlers_raw_predictions_are_traced_to_their_events_by_the_answers(model_dir, samples_file):
+    """The naive run publishes bare answers with no id: the ledger must still know whose each is."""
+    plan = FaultPlan.healthy(20, FaultTimings(), samples_path=samples_file, body_format="bare")
+    assert all(event.body() == event.input_text for event in plan.events)
+
+    ledger = run_soak(plan, handler="naive", model_dir=model_dir, progress=None)
+
+    assert (ledger.lost, ledger.misreported, ledger.predicted) == (0, 0, 20)
+    # Redeliveries on a busy machine may publish one again: that is a duplicate, never a loss.
+    assert all(outcome.predictions >= 1 for outcome in ledger.outcomes.values())
 
 
 @pytest.mark.parametrize(

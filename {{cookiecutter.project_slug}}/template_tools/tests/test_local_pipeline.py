@@ -1,24 +1,36 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""`make local` end to end: every event sent comes out as a prediction or a dead letter."""
+"""`make local` end to end: every event sent comes out as a prediction or a dead letter.
+
+The pipeline serves the echo model (template_tools/echo_model/) and draws its inputs from the
+echo samples, so these tests hold whatever model/ holds.
+"""
 
 import io
+import json
+import shutil
 {%- if cookiecutter.output_destination == "dynamodb" %}
 from collections import Counter
 {%- endif %}
 
+import fastjsonschema
 import pytest
 
 from template_tools.local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
-    ModelMissingError,
+    EndpointStartError,
     PipelineProgress,
     PipelineSummary,
-{%- if cookiecutter.output_destination == "dynamodb" %}
+    SampleEvent,
     event_key,
-{%- endif %}
+    model_input_schema_path,
+    partition_key_field,
     run_local_pipeline,
     sample_events,
+    schema_breaking,
 )
+from template_tools.stage import load_stage
+
+from .echo_inputs import expected_output
 
 COUNT = 60
 SEED = 11
@@ -28,15 +40,21 @@ ENVELOPE_KEYS = {
     "schema_version", "prediction", "message_id", "event_id", "endpoint_name", "endpoint_variant",
     "model_version", "event_time", "prediction_time", "latency_ms", "endpoint_latency_ms",
 }  # fmt: skip
+KEY_FIELD = partition_key_field(load_stage("dev").environment_variables)
+
+
+def _error_code(dead_letter: dict) -> str | None:
+    return dead_letter.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
 
 
 @pytest.mark.slow
-def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
+def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir, samples_file):
     """The pipeline's promise: nothing a producer sends disappears without a trace."""
-    events = sample_events(COUNT, SEED, MALFORMED_RATE)
-    not_json = [event for event in events if event.features is None]
-    rejected_by_model = [event for event in events if event.features is not None and event.features["k"] == 0]
-    assert not_json and rejected_by_model, "the seed should break events of both kinds"
+    schema_path = model_input_schema_path(model_dir)
+    events = sample_events(COUNT, SEED, MALFORMED_RATE, samples_path=samples_file, schema_path=schema_path)
+    not_json = [event for event in events if event.broken == "not_json"]
+    schema_broken = [event for event in events if event.broken == "schema"]
+    assert not_json and schema_broken, "the seed should break events of both kinds"
 
     summary = run_local_pipeline(
         COUNT,
@@ -44,6 +62,7 @@ def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
         MALFORMED_RATE,
         model_dir=model_dir,
         progress=None,
+        events=events,
         trigger_limits=EXERCISE_TRIGGER_LIMITS,
     )
 
@@ -53,22 +72,85 @@ def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir):
     # The table keeps each key's newest prediction: an event of a key whose newer (or same-millisecond)
     # prediction was written first is superseded, an outcome the ledger checks against the table.
     assert summary.predicted + summary.dead_lettered + summary.superseded == summary.sent
-    repeated_keys = Counter(event_key(event) for event in events if event.features is not None)
+    repeated_keys = Counter(event_key(event, KEY_FIELD) for event in events if not event.broken)
     assert summary.superseded <= sum(count - 1 for count in repeated_keys.values()), "only a repeated key's events"
 {%- else %}
     assert summary.predicted + summary.dead_lettered == summary.sent
 {%- endif %}
-    assert summary.dead_lettered == len(not_json) + len(rejected_by_model)
-    assert all(set(envelope) == ENVELOPE_KEYS for envelope in summary.predictions)
-    assert all(envelope["prediction"]["items"] for envelope in summary.predictions)
+    assert summary.dead_lettered == len(not_json) + len(schema_broken)
+    # Each broken event is dead-lettered by the handler, with the code its kind of breakage calls for.
+    by_event_id = {event.event_id: event for event in events}
+    event_ids = summary.ledger.event_ids
+    codes = {
+        event_ids[message["MessageAttributes"]["source_message_id"]["StringValue"]]: _error_code(message)
+        for message in summary.dead_letters
+    }
+    assert codes == {event.event_id: event.expected_code for event in not_json + schema_broken}
+    # Each prediction is the model's answer to its own event's input, in a full envelope.
+    for envelope in summary.predictions:
+        assert set(envelope) == ENVELOPE_KEYS
+        assert envelope["prediction"] == expected_output(by_event_id[envelope["event_id"]].features)
     # A dead letter carries the body exactly as it was sent.
     assert {event.body() for event in not_json} <= {message["Body"] for message in summary.dead_letters}
 
 
-def test_a_missing_model_says_to_run_make_train(tmp_path):
-    """Local mode needs the trained model; the error must say how to get it."""
-    with pytest.raises(ModelMissingError, match="make train"):
-        run_local_pipeline(10, model_dir=tmp_path, progress=None)
+def test_a_model_the_endpoint_cannot_load_stops_the_run_with_the_models_own_error(model_dir, samples_file, tmp_path):
+    """Local mode needs a model that loads; when it does not, the user must read why, not a traceback."""
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "echo.json").write_text(json.dumps({"format": "not-echo"}), encoding="utf-8")
+
+    with pytest.raises(EndpointStartError, match="expected format"):
+        run_local_pipeline(10, model_dir=broken, samples_path=samples_file, progress=None)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # The echo model's own: the required id goes.
+        {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "value": {"type": "number"}}},
+        # Nothing required: a declared property gets a value of a type it refuses.
+        {"type": "object", "properties": {"value": {"type": "number"}}},
+        {"type": "object", "properties": {"value": {"type": ["object", "array", "string", "number", "boolean"]}}},
+        # A required field the input lacks cannot be dropped; its other properties can still be broken.
+        {"type": "object", "required": ["missing"], "properties": {"id": {"type": "string"}}},
+    ],
+)
+def test_a_schema_breaking_input_really_breaks_the_given_schema(schema):
+    """The malformed "schema" events must exercise the handler's schema check, whatever the model's schema."""
+    valid = {"id": "rec-0001", "value": 1.5}
+    if "missing" not in schema.get("required", []):
+        fastjsonschema.validate(schema, valid)
+
+    broken = schema_breaking(valid, schema)
+
+    assert isinstance(broken, dict)
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        fastjsonschema.validate(schema, broken)
+
+
+def test_a_schema_nothing_breaks_gets_json_that_is_not_an_object(tmp_path, samples_file):
+    """With no schema, or one that accepts any object, the broken body is JSON the handler refuses as InvalidInput."""
+    permissive = tmp_path / "input.schema.json"
+    permissive.write_text(json.dumps({"type": "object"}), encoding="utf-8")
+    assert schema_breaking({"id": "rec-0001"}, None) is None
+
+    events = sample_events(40, 3, 1.0, samples_path=samples_file, schema_path=permissive)
+
+    broken = [event for event in events if event.broken == "schema"]
+    assert broken
+    for event in broken:
+        assert event.expected_code == "InvalidInput"
+        body = json.loads(event.body())
+        assert isinstance(body, list) and body[0]["event_id"] == event.event_id
+
+
+def test_events_are_keyed_by_the_stages_key_field_or_else_by_their_id():
+    """The FIFO group or Kinesis partition key comes from the stage's PARTITION_KEY_FIELD, never a fixed field."""
+    event = SampleEvent("evt-1", {"account": "a-7", "id": "rec-0001"})
+    assert event_key(event, "account") == "a-7"
+    assert event_key(event, "") == "evt-1"
+    assert event_key(event, "region") == "evt-1"
 
 
 def test_progress_without_a_terminal_is_plain_lines():

@@ -29,15 +29,15 @@ from template_tools.stage import stage_environment
 {% if cookiecutter.input_source == "kinesis" %}
 # Bodies whose bytes must come back unchanged: spacing, non-ASCII, not JSON at all.
 ODD_BODIES = [
-    '{"features": {"user_id": "u-1", "recent_items": ["i-0001"], "k": 5}}',
-    ' {"features":{"user_id":"u-2","recent_items":["i-0002"],"k":5}}  ',
+    '{"features": {"id": "rec-0001", "value": 1.5}}',
+    ' {"features":{"id":"rec-0002","value":2.5}}  ',
     "not json at all: caf\u00e9 \u2713",
 ]
 {%- else %}
 # Bodies whose bytes must come back unchanged: spacing, non-ASCII, not JSON at all, a newline.
 ODD_BODIES = [
-    '{"features": {"user_id": "u-1", "recent_items": ["i-0001"], "k": 5}}',
-    ' {"features":{"user_id":"u-2","recent_items":["i-0002"],"k":5}}  ',
+    '{"features": {"id": "rec-0001", "value": 1.5}}',
+    ' {"features":{"id":"rec-0002","value":2.5}}  ',
     "not json at all: caf\u00e9 \u2713",
     "two\nlines",
 ]
@@ -381,16 +381,16 @@ def test_a_file_that_cannot_be_read_is_a_clear_error(environment, tmp_path, caps
     assert f"{binary}:1: not UTF-8" in capsys.readouterr().err
 
 
-def test_send_of_sample_events_reports_how_many_were_sent(environment, capsys):
-    """`make send` with no file sends the sample clickstream, the quickest way to see the pipeline work."""
-    assert send.main(["--count", "25", "--seed", "3"]) == 0
+def test_send_of_sample_events_reports_how_many_were_sent(environment, samples_file, capsys):
+    """`make send` with no file sends sample model inputs, the quickest way to see the pipeline work."""
+    assert send.main(["--count", "25", "--seed", "3", "--samples", str(samples_file)]) == 0
     assert "sent     25" in capsys.readouterr().out
 
 
 def envelope(n: int) -> OutgoingMessage:
     body = {
         "schema_version": "1.0",
-        "prediction": {"user_id": f"u-{n}", "items": [{"item_id": f"i-{n:04d}", "score": 0.5}] * 10},
+        "prediction": {"id": f"rec-{n:04d}", "value_scaled": 2.0 * n},
         "message_id": f"m-{n}",
         "model_version": "7",
         "prediction_time": f"2026-01-01T00:00:0{n}.000Z",
@@ -445,7 +445,15 @@ def test_tail_against_aws_takes_nothing_off_the_queue_without_consume(environmen
 
 
 def test_a_bare_model_input_is_sent_under_its_own_key_like_an_enveloped_one():
-    """Bare input is the main form: its user's events must share a FIFO group or partition key too."""
-    bare = json.dumps({"{{ cookiecutter.partition_key_field }}": "u-0042", "recent_items": ["i-0001"], "k": 3})
+    """Bare input is the main form: events of one key must share a FIFO group or partition key too."""
+    bare = json.dumps({"account": "a-0042", "id": "rec-0001", "value": 3})
     enveloped = json.dumps({"event_id": "e-1", "features": json.loads(bare)})
-    assert event_group(bare) == event_group(enveloped) == "u-0042"
+    assert event_group(bare, "account") == event_group(enveloped, "account") == "a-0042"
+    # Without the key field, an envelope goes under its event id.
+    assert event_group(enveloped, "region") == "e-1"
+
+
+def test_the_producer_keys_events_by_the_stages_partition_key_field(environment):
+    """The key field is the stage's setting, whatever the model's inputs are called."""
+    producer = FeaturesProducer(environment | {"PARTITION_KEY_FIELD": "account"})
+    assert producer.key_field == "account"
