@@ -14,19 +14,21 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from chalicelib import extension_points
+
 from . import destination, source
 from .deadline import Deadline, LambdaContext
 from .endpoint import EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
 from .failures import RecordFailure
-from .feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
+from .feature_events import Delivery, ExtensionPointError, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
 from .publishing import OutgoingMessage, QueuePublisher, Sink, aws_client
 from .settings import HandlerSettings
@@ -53,6 +55,10 @@ def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> 
         # A FIFO dead-letter queue keeps each group's failures in order too.
         group=item.group,
     )
+
+
+def _rejected(event: FeatureEvent, failure: RecordFailure) -> RejectedRecord:
+    return RejectedRecord(event.message_id, event.body, event.receive_count, failure, event.failure_id, event.group)
 
 
 @dataclass(frozen=True)
@@ -165,27 +171,35 @@ class BatchProcessor:
         }
 
     def _admit(self, delivery: Delivery) -> FeatureEvent | RejectedRecord:
-        """Parse a record and check its model input: the schema, if any, and the partition key."""
+        """Parse a record and check its model input: the schema, if any, then the key of its prediction."""
         item = parse_record(delivery, self._settings.max_record_bytes)
         if isinstance(item, RejectedRecord):
             return item
-        problem = None
         if self._input_schema is not None and (violation := self._input_schema.violation(item.features)):
-            problem = RecordFailure.permanent_failure("SchemaViolation", violation)
-        elif self._settings.partition_key_field and self._partition_key(item) is None:
-            field = self._settings.partition_key_field
-            problem = RecordFailure.permanent_failure(
+            return _rejected(item, RecordFailure.permanent_failure("SchemaViolation", violation))
+        if not self._settings.partition_key_field:
+            return item
+        key = self._prediction_key(item)
+        if isinstance(key, RecordFailure):
+            return _rejected(item, key)
+        return replace(item, prediction_key=key)
+
+    def _prediction_key(self, event: FeatureEvent) -> str | RecordFailure:
+        """The team's key for this prediction (extension_points.prediction_key), or why there is none."""
+        field = self._settings.partition_key_field
+        try:
+            key = extension_points.prediction_key(event.features, field)
+        except Exception as error:  # noqa: BLE001 - team code: whatever it raises fails this record alone
+            return ExtensionPointError.raised("prediction_key", error).failure()
+        if key is None or key == "":
+            return RecordFailure.permanent_failure(
                 "MissingPartitionKey", f"the model input has no {field!r} string or number, which keys its prediction"
             )
-        if problem is None:
-            return item
-        return RejectedRecord(item.message_id, item.body, item.receive_count, problem, item.failure_id, item.group)
-
-    def _partition_key(self, event: FeatureEvent) -> str | None:
-        value = event.features.get(self._settings.partition_key_field)
-        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            return None
-        return str(value)
+        if not isinstance(key, str):
+            return ExtensionPointError.returned(
+                "prediction_key", f"returned {type(key).__name__}; a key is a string (or None for no key)"
+            ).failure()
+        return key
 
     def _settle(
         self, item: FeatureEvent | RejectedRecord, outcome: Prediction | RecordFailure | None, predicted_at: datetime
@@ -195,7 +209,10 @@ class BatchProcessor:
             return Settlement(item, dead_letter(item, item.failure), dead_lettered=True)
         if isinstance(outcome, Prediction):
             happened_at = event_moment(item)
-            message = self._prediction_message(item, outcome, predicted_at, happened_at)
+            try:
+                message = self._prediction_message(item, outcome, predicted_at, happened_at)
+            except ExtensionPointError as error:
+                return Settlement(item, dead_letter(item, error.failure()), dead_lettered=True)
             if message.size() <= self._max_prediction_bytes:
                 age_ms = None if happened_at is None else (predicted_at - happened_at).total_seconds() * 1000
                 return Settlement(item, message, prediction=outcome, event_age_ms=age_ms)
@@ -256,7 +273,7 @@ class BatchProcessor:
                 "model_version": self._settings.model_version,
                 "endpoint_name": self._settings.endpoint_name,
             },
-            group=(self._partition_key(event) or "") if self._settings.partition_key_field else event.group,
+            group=event.prediction_key if self._settings.partition_key_field else event.group,
             event_time_ms=None if happened_at is None else int(happened_at.timestamp() * 1000),
         )
 

@@ -11,7 +11,8 @@ id and event time around it:
 
 A body is read as an envelope when it is an object whose keys are only those three and
 `features` is among them, so a model input that happens to have a `features` field next to
-other fields is still taken as a bare input.
+other fields is still taken as a bare input. Any other body becomes the model input through the
+team's chalicelib/extension_points.py model_input.
 """
 
 from __future__ import annotations
@@ -21,9 +22,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib import extension_points
+
 from .failures import RecordFailure
 
 _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
+# The error code of a record a hook of chalicelib/extension_points.py raised for, or answered
+# something unusable for.
+EXTENSION_POINT_ERROR = "ExtensionPointError"
+
+
+class ExtensionPointError(Exception):
+    """A team hook failed for one record; the message names the hook and says how."""
+
+    @classmethod
+    def raised(cls, hook: str, error: Exception) -> ExtensionPointError:
+        return cls(f"extension_points.{hook} raised {type(error).__name__}: {error}")
+
+    @classmethod
+    def returned(cls, hook: str, problem: str) -> ExtensionPointError:
+        return cls(f"extension_points.{hook} {problem}")
+
+    def failure(self) -> RecordFailure:
+        return RecordFailure.permanent_failure(EXTENSION_POINT_ERROR, str(self))
 
 
 def is_envelope(document: dict[str, Any]) -> bool:
@@ -66,6 +87,9 @@ class FeatureEvent:
     receive_count: int
     failure_id: str
     group: str = ""
+    # What keys the prediction in a keyed destination (extension_points.prediction_key); set
+    # once the input is admitted, "" when the destination is not keyed.
+    prediction_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,8 +141,12 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
 
     event_id = record.message_id
     event_time = None
-    features = document
-    if is_envelope(document):
+    if not is_envelope(document):
+        try:
+            features = bare_model_input(document)
+        except ExtensionPointError as error:
+            return _reject(record, EXTENSION_POINT_ERROR, str(error))
+    else:
         features = document["features"]
         if not isinstance(features, dict):
             return _reject(record, "InvalidEnvelope", "envelope field 'features' must be a JSON object")
@@ -142,3 +170,21 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
         failure_id=record.failure_id,
         group=record.group,
     )
+
+
+def bare_model_input(document: dict[str, Any]) -> dict[str, Any]:
+    """The team's model input for a body that is not the envelope; ExtensionPointError if it has none."""
+    try:
+        features = extension_points.model_input(document)
+    except Exception as error:  # noqa: BLE001 - team code: whatever it raises fails this record alone
+        raise ExtensionPointError.raised("model_input", error) from error
+    if not isinstance(features, dict):
+        raise ExtensionPointError.returned("model_input", f"returned {type(features).__name__}, not a dict")
+    if features is not document:
+        # A body parsed from JSON always encodes again; a new object might not, and one record
+        # the endpoint call cannot encode would fail the whole batch.
+        try:
+            json.dumps(features)
+        except (TypeError, ValueError) as error:
+            raise ExtensionPointError.returned("model_input", f"returned a dict JSON cannot hold: {error}") from error
+    return features
