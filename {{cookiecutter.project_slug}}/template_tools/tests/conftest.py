@@ -1,12 +1,18 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""Fixtures shared by the test modules: fake AWS, a trained model, the local endpoint, the app."""
+"""Fixtures shared by the test modules: fake AWS, the echo model, the local endpoint, the app.
+
+The model is always the echo model (template_tools/echo_model/), never the team's: these tests
+check the machinery, and must hold whatever model/ holds.
+"""
 
 import functools
 import importlib
+import json
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -19,11 +25,14 @@ from moto.server import ThreadedMotoServer
 from template_tools.destination import PredictionReader, create_destination, refuse_predictions
 from template_tools.emulator import local_aws_environment
 from template_tools.endpoint_server import LocalEndpoint
-from template_tools.stage import PROJECT_DIR, load_stage, stage_environment
-from {{ cookiecutter.package_name }}.train import train_model
+from template_tools.stage import StageSettings, load_stage, stage_environment
 
-# Enough sessions for every catalog item to have neighbours, small enough to train in a blink.
-TEST_TRAINING_SESSIONS = 2000
+from .echo_inputs import ECHO_INPUT_SCHEMA, ECHO_MODEL_DIR, echo_input
+
+# Enough for a local run of a few hundred events to draw from.
+MODEL_SAMPLE_COUNT = 200
+# A keyed project's samples share this many keys, so that per-key order is exercised.
+MODEL_SAMPLE_KEYS = 5
 
 
 @pytest.fixture
@@ -67,11 +76,35 @@ def executor():
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    """The model directory as SageMaker would unpack it: code/ plus a freshly trained artifact."""
+    """The echo model's directory as SageMaker would unpack it: code/ and its artifact, echo.json."""
     directory = tmp_path_factory.mktemp("model")
-    shutil.copytree(PROJECT_DIR / "model" / "code", directory / "code")
-    train_model(directory, sessions=TEST_TRAINING_SESSIONS)
+    shutil.copytree(ECHO_MODEL_DIR, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     return directory
+
+
+@pytest.fixture
+def model_samples() -> list[dict]:
+    """Echo model inputs, each with a distinct id; in a keyed project each also carries the key field.
+
+    The key field is the stage's PARTITION_KEY_FIELD, whatever the project named it; the samples
+    share MODEL_SAMPLE_KEYS keys among them.
+    """
+    return [echo_input(number, key=f"key-{number % MODEL_SAMPLE_KEYS}") for number in range(MODEL_SAMPLE_COUNT)]
+
+
+@pytest.fixture
+def samples_file(model_samples, tmp_path) -> Path:
+    """model_samples as JSON lines, the format of model/samples.jsonl."""
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(sample) + "\n" for sample in model_samples), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def echo_input_schema(monkeypatch) -> Path:
+    """The handler checks inputs against the echo model's schema, not model/code/input.schema.json."""
+    monkeypatch.setenv("MODEL_INPUT_SCHEMA", str(ECHO_INPUT_SCHEMA))
+    return ECHO_INPUT_SCHEMA
 
 
 @pytest.fixture
@@ -83,8 +116,11 @@ def endpoint(model_dir, monkeypatch) -> Iterator[LocalEndpoint]:
 
 
 @pytest.fixture
-def stage():
-    return load_stage("dev")
+def stage(echo_input_schema) -> StageSettings:
+    """The dev stage as .chalice/config.json sets it, but checking inputs against the echo model's schema."""
+    settings = load_stage("dev")
+    environment = settings.environment_variables | {"MODEL_INPUT_SCHEMA": str(echo_input_schema)}
+    return replace(settings, environment_variables=environment)
 
 
 class PipelineUnderTest:

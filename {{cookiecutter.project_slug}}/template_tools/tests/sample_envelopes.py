@@ -2,11 +2,15 @@
 """A well-formed prediction envelope, as consumers receive it, for tests that need one to hand."""
 
 
-def sample_envelope(message_id: str = "db5b5fab-8f4d-4e27-9da1-494c73cf256d", user: str = "u-0001") -> dict:
-    """An envelope that meets schemas/prediction-envelope.schema.json, with this message id and user."""
+def sample_envelope(message_id: str = "db5b5fab-8f4d-4e27-9da1-494c73cf256d", number: int = 1) -> dict:
+    """An envelope that meets schemas/prediction-envelope.schema.json, with this message id.
+
+    Its prediction is one the echo model could make for its input number `number`: whatever the
+    team's model answers, the envelope's contract is the same.
+    """
     return {
         "schema_version": "1.0",
-        "prediction": {"user_id": user, "items": ["i-0002", "i-0003"]},
+        "prediction": {"id": f"rec-{number:04d}", "value_scaled": number * 2 + 1.0},
         "message_id": message_id,
         "event_id": message_id,
         "endpoint_name": "{{ cookiecutter.endpoint_name }}",

@@ -119,7 +119,9 @@ def test_a_first_deploy_uploads_the_model_and_puts_a_scaled_endpoint_in_service(
     assert release.created
     assert release.model_data.startswith(f"s3://{BUCKET}/{settings.artifacts_prefix}/{settings.endpoint.name}/models/")
     members = archive_members(aws, release.model_data)
-    assert {"cooccurrence.json", "code/inference.py", "code/requirements.txt"} <= set(members)
+    # The model directory whole: its code and its artifacts (the echo model's is echo.json).
+    assert {path.relative_to(model_dir).as_posix() for path in model_dir.rglob("*") if path.is_file()} <= set(members)
+    assert {"echo.json", "code/inference.py", "code/requirements.txt"} <= set(members)
     endpoint = aws.sagemaker.describe_endpoint(EndpointName=settings.endpoint.name)
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["EndpointConfigName"] == release.config_name
@@ -221,11 +223,11 @@ def test_the_seed_workflow_serves_a_model_already_on_s3_and_destroy_keeps_it(
     )
     aws.s3.create_bucket(Bucket="seed-models", **location)
     archive = build_archive(model_dir, tmp_path / "model.tar.gz")
-    aws.s3.upload_file(str(archive), "seed-models", "recommender/v1/model.tar.gz")
+    aws.s3.upload_file(str(archive), "seed-models", "echo/v1/model.tar.gz")
     seed = load_settings(
         "dev",
         {
-            "endpoint.model_data": "s3://seed-models/recommender/v1/model.tar.gz",
+            "endpoint.model_data": "s3://seed-models/echo/v1/model.tar.gz",
             "endpoint.image_uri": settings.endpoint.image_uri,
             "artifacts.bucket": BUCKET,
         },
@@ -235,9 +237,9 @@ def test_the_seed_workflow_serves_a_model_already_on_s3_and_destroy_keeps_it(
     model = aws.sagemaker.describe_model(ModelName=release.model_name)
     destroy_endpoint(seed, aws, Poller(poll_seconds=0, say=lambda _: None), say=lambda _: None)
 
-    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://seed-models/recommender/v1/model.tar.gz"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://seed-models/echo/v1/model.tar.gz"
     assert aws.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0, "nothing was packed or uploaded"
-    aws.s3.head_object(Bucket="seed-models", Key="recommender/v1/model.tar.gz")
+    aws.s3.head_object(Bucket="seed-models", Key="echo/v1/model.tar.gz")
 
 
 def test_destroy_removes_the_endpoint_and_everything_deploy_created(aws, settings, deployer_for, model_dir):

@@ -18,12 +18,14 @@ from chalicelib.template_runtime.endpoint import EndpointInvoker, PayloadCodec, 
 from chalicelib.template_runtime.failures import RecordFailure
 from chalicelib.template_runtime.feature_events import FeatureEvent
 
+from .echo_inputs import echo_input, expected_output, model_rejected_input
+
 CONTENT_TYPES = ["application/json", "application/jsonlines"]
 NO_DEADLINE = Deadline(None, 0)
 
 
-def feature_event(number: int, **overrides) -> FeatureEvent:
-    features = {"user_id": f"u-{number:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3} | overrides
+def feature_event(number: int, features: dict | None = None) -> FeatureEvent:
+    features = features or echo_input(number)
     return FeatureEvent(
         message_id=f"msg-{number}",
         body=json.dumps(features),
@@ -82,7 +84,7 @@ def test_a_call_is_closed_before_its_body_would_pass_the_payload_limit(aws_crede
 
 
 def test_a_record_too_large_for_any_call_fails_alone_and_the_rest_are_planned(aws_credentials, executor):
-    events = [feature_event(0), feature_event(1, recent_items=["i-0001"] * 5000), feature_event(2)]
+    events = [feature_event(0), feature_event(1, echo_input(1, padding="x" * 5000)), feature_event(2)]
     limit = 2000
     calls, too_large = invoker(executor, payload_limit=limit).plan_calls(events)
     assert [call.positions for call in calls] == [(0, 2)]
@@ -126,8 +128,7 @@ def test_each_prediction_comes_back_to_its_own_record_in_order(local_model, exec
     events = [feature_event(n) for n in range(12)]
     outcomes = invoker(executor, content_type, records_per_call=5).predict(events, NO_DEADLINE)
     assert all(isinstance(outcome, Prediction) for outcome in outcomes)
-    assert [outcome.output["user_id"] for outcome in outcomes] == [event.features["user_id"] for event in events]
-    assert all(len(outcome.output["items"]) == 3 for outcome in outcomes)
+    assert [outcome.output for outcome in outcomes] == [expected_output(event.features) for event in events]
     assert {outcome.variant for outcome in outcomes} == {"AllTraffic"}
     assert local_model.invocations == 3
 
@@ -136,22 +137,22 @@ def test_each_prediction_comes_back_to_its_own_record_in_order(local_model, exec
 def test_a_record_the_model_rejects_in_a_batch_call_fails_alone(local_model, executor, content_type):
     """The batch call fails as a whole; each of its records is retried alone, so only the bad one fails."""
     events = [feature_event(n) for n in range(6)]
-    events[3] = feature_event(3, k=0)
+    events[3] = feature_event(3, model_rejected_input(3))
     outcomes = invoker(executor, content_type, records_per_call=100).predict(events, NO_DEADLINE)
     failure = outcomes[3]
     assert isinstance(failure, RecordFailure)
     assert failure.code == "ModelError" and failure.permanent
-    assert "k" in failure.reason
+    assert "'value'" in failure.reason
     others = [outcome for position, outcome in enumerate(outcomes) if position != 3]
     assert all(isinstance(outcome, Prediction) for outcome in others)
-    assert [outcome.output["user_id"] for outcome in others] == [f"u-{n:04d}" for n in (0, 1, 2, 4, 5)]
+    assert [outcome.output for outcome in others] == [expected_output(echo_input(n)) for n in (0, 1, 2, 4, 5)]
     # One batch call, then one call per record of the failed batch.
     assert local_model.invocations == 1 + len(events)
 
 
 def test_a_failing_batch_call_only_isolates_its_own_records(local_model, executor):
     events = [feature_event(n) for n in range(6)]
-    events[4] = feature_event(4, k=0)
+    events[4] = feature_event(4, model_rejected_input(4))
     outcomes = invoker(executor, records_per_call=3).predict(events, NO_DEADLINE)
     assert [type(outcome).__name__ for outcome in outcomes] == ["Prediction"] * 4 + ["RecordFailure", "Prediction"]
     # Two batch calls; only the second, failed one is split into single calls.

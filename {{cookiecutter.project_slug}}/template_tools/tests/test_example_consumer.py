@@ -20,7 +20,7 @@ def test_the_example_prints_each_prediction_once_and_deletes_what_it_handled(mot
     """Two predictions, a redelivered copy of the first and a body that is no envelope."""
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-    first, second = sample_envelope("msg-1", "u-0001"), sample_envelope("msg-2", "u-0002")
+    first, second = sample_envelope("msg-1", 1), sample_envelope("msg-2", 2)
     for body in (first, second, first):
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
     sqs.send_message(QueueUrl=queue_url, MessageBody='{"not": "an envelope"}')

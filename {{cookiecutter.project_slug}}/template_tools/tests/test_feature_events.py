@@ -11,7 +11,9 @@ import pytest
 
 from chalicelib.template_runtime.feature_events import Delivery, FeatureEvent, RejectedRecord, parse_record
 
-MODEL_INPUT = {"user_id": "u-0001", "recent_items": ["i-0001"], "k": 3}
+from .echo_inputs import echo_input
+
+MODEL_INPUT = echo_input(1)
 
 
 def delivered(body: str, message_id: str = "m-1", receive_count: int = 1) -> Delivery:
@@ -46,7 +48,7 @@ def test_an_envelope_carries_event_id_and_event_time_around_the_features():
 
 def test_a_model_input_with_a_features_field_among_others_is_not_mistaken_for_an_envelope():
     """Only a body made of envelope keys alone is unwrapped."""
-    body = {"features": {"a": 1}, "user_id": "u-1"}
+    body = {"features": {"a": 1}, "id": "rec-1"}
     event = parse_record(delivered(json.dumps(body)), max_record_bytes=1024)
     assert isinstance(event, FeatureEvent)
     assert event.features == body

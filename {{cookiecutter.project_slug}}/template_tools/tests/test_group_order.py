@@ -6,23 +6,18 @@ The handler runs through the Chalice test client against moto and the local endp
 that is still to be retried, while other groups go on.
 """
 
-import json
-
 import pytest
 from chalice.test import Client
 
 from template_tools.endpoint_server import Fault
 from template_tools.stage import PROJECT_DIR, patched_environ
 
+from .echo_inputs import broken_json_body, echo_body, id_marker
 from .lambda_events import failure_id, lambda_event, message_id
 
 HANDLER = "handle_feature_events"
 # Group A's second record is the one that fails in each test.
 GROUPS = ["group-a", "group-a", "group-a", "group-b", "group-b"]
-
-
-def body(number: int) -> str:
-    return json.dumps({"user_id": f"u-{number:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3})
 
 
 def invoke(chalice_app, bodies: list[str]) -> tuple[set[str], list[dict]]:
@@ -47,8 +42,8 @@ def test_a_record_to_retry_holds_back_the_rest_of_its_group_and_no_other(
     one_record_per_call, pipeline, chalice_app, endpoint
 ):
     """Throttling on A2 must keep A2 and A3 unpublished and retried; A1 and group B go through."""
-    endpoint.inject(Fault(error="ThrottlingException", match='"u-0001"'))
-    failed, records = invoke(chalice_app, [body(n) for n in range(5)])
+    endpoint.inject(Fault(error="ThrottlingException", match=id_marker(1)))
+    failed, records = invoke(chalice_app, [echo_body(n, key=GROUPS[n]) for n in range(5)])
 
     assert failed == {failure_id(records[1]), failure_id(records[2])}
     published = {envelope["message_id"] for envelope in pipeline.predictions()}
@@ -58,8 +53,8 @@ def test_a_record_to_retry_holds_back_the_rest_of_its_group_and_no_other(
 
 def test_a_prediction_the_destination_refuses_holds_back_the_rest_of_its_group(pipeline, chalice_app):
     """A refused publish of A1 is a failure like any other: A2 and A3 must wait for it."""
-    with pipeline.refusing('"u-0000"'):
-        failed, records = invoke(chalice_app, [body(n) for n in range(5)])
+    with pipeline.refusing(id_marker(0)):
+        failed, records = invoke(chalice_app, [echo_body(n, key=GROUPS[n]) for n in range(5)])
 
     assert failed == {failure_id(record) for record in records[:3]}
     assert {envelope["message_id"] for envelope in pipeline.predictions()} == {
@@ -70,8 +65,8 @@ def test_a_prediction_the_destination_refuses_holds_back_the_rest_of_its_group(p
 
 def test_a_record_that_can_never_succeed_is_dead_lettered_and_its_group_goes_on(pipeline, chalice_app):
     """Holding a group back for a record that will fail forever would stall it: it is dead-lettered instead."""
-    bodies = [body(n) for n in range(5)]
-    bodies[1] = '{"user_id": "u-0001", "recent_items": ['
+    bodies = [echo_body(n, key=GROUPS[n]) for n in range(5)]
+    bodies[1] = broken_json_body(1)
     failed, records = invoke(chalice_app, bodies)
 
     assert failed == set()

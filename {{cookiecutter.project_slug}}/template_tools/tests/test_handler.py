@@ -13,16 +13,21 @@ import pytest
 from chalice.test import Client
 
 from template_tools.endpoint_server import Fault
+from template_tools.source import record_body
 from template_tools.stage import PROJECT_DIR
 
-from .lambda_events import failure_id, lambda_event, message_id
+from .echo_inputs import (
+    broken_json_body,
+    echo_body,
+    echo_input,
+    expected_output,
+    id_marker,
+    schema_breaking_input,
+)
+from .lambda_events import failure_id, lambda_event, message_id, with_echo_inputs
 
 HANDLER = "handle_feature_events"
 ENVELOPE_SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())
-
-
-def good_input(user: int) -> dict:
-    return {"user_id": f"u-{user:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3}
 
 
 def invoke(chalice_app, bodies: list[str]) -> tuple[dict, dict]:
@@ -36,36 +41,38 @@ def failed_ids(response: dict) -> set[str]:
 
 
 def test_every_record_of_a_good_batch_is_published_as_an_envelope(pipeline, chalice_app, stage):
-    """The happy path: ten records, ten envelopes with the documented fields, nothing to retry."""
-    bodies = [json.dumps(good_input(n)) for n in range(10)]
+    """The happy path: ten records, ten envelopes with the documented fields and the model's answer."""
+    bodies = [echo_body(n) for n in range(10)]
     response, event = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
     envelopes = pipeline.predictions()
     assert sorted(e["message_id"] for e in envelopes) == sorted(message_id(r) for r in event["Records"])
+    records = zip(event["Records"], bodies, strict=True)
+    answers = {message_id(record): expected_output(json.loads(body)) for record, body in records}
     for envelope in envelopes:
         assert set(envelope) == set(ENVELOPE_SCHEMA["required"])
         assert envelope["endpoint_name"] == stage.environment_variables["ENDPOINT_NAME"]
         assert envelope["endpoint_variant"] == "AllTraffic"
         assert envelope["model_version"] == stage.environment_variables["MODEL_VERSION"]
-        assert len(envelope["prediction"]["items"]) == 3
+        assert envelope["prediction"] == answers[envelope["message_id"]]
         assert envelope["latency_ms"] >= 0
     assert pipeline.dead_letters() == []
 
 
 def test_the_envelope_form_carries_the_producers_event_id_and_time(pipeline, chalice_app):
     """Consumers correlate predictions with the producer's own ids and clock."""
-    body = json.dumps({"event_id": "click-42", "event_time": "2026-11-25T10:00:00.000Z", "features": good_input(1)})
+    body = json.dumps({"event_id": "click-42", "event_time": "2026-11-25T10:00:00.000Z", "features": echo_input(1)})
     response, _ = invoke(chalice_app, [body])
     assert response == {"batchItemFailures": []}
     (envelope,) = pipeline.predictions()
     assert (envelope["event_id"], envelope["event_time"]) == ("click-42", "2026-11-25T10:00:00.000Z")
-    assert envelope["prediction"]["user_id"] == "u-0001"
+    assert envelope["prediction"] == expected_output(echo_input(1))
 
 
 def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicted(pipeline, chalice_app):
     """One bad body must not fail its nine neighbours, and must keep its exact bytes and a reason."""
-    bodies = [json.dumps(good_input(n)) for n in range(9)]
-    bodies.insert(4, '{"user_id": "u-0004", "recent_items": [')
+    bodies = [echo_body(n) for n in range(9)]
+    bodies.insert(4, broken_json_body(9))
     response, event = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
     assert len(pipeline.predictions()) == 9
@@ -80,12 +87,12 @@ def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicte
 
 def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pipeline, chalice_app, endpoint):
     """A ModelError for one record in a batch call is isolated to that record and not retried."""
-    endpoint.inject(Fault(error="ModelError", match='"u-0002"'))
-    bodies = [json.dumps(good_input(n)) for n in range(5)]
+    endpoint.inject(Fault(error="ModelError", match=id_marker(2)))
+    bodies = [echo_body(n) for n in range(5)]
     response, _ = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
-    predicted = {envelope["prediction"]["user_id"] for envelope in pipeline.predictions()}
-    assert predicted == {"u-0000", "u-0001", "u-0003", "u-0004"}
+    predicted = {envelope["prediction"]["id"] for envelope in pipeline.predictions()}
+    assert predicted == {echo_input(n)["id"] for n in (0, 1, 3, 4)}
     (dead,) = pipeline.dead_letters()
     assert dead["Body"] == bodies[2]
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "ModelError"
@@ -94,21 +101,21 @@ def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pip
 
 def test_a_record_that_breaks_the_input_schema_never_reaches_the_endpoint(pipeline, chalice_app, endpoint):
     """The schema check refuses a bad input with the validator's message and saves the endpoint call."""
-    body = json.dumps({"user_id": "u-0002", "k": 3})
+    body = json.dumps(schema_breaking_input(2))
     response, _ = invoke(chalice_app, [body])
     assert response == {"batchItemFailures": []}
     (dead,) = pipeline.dead_letters()
     assert dead["Body"] == body
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "SchemaViolation"
-    assert "recent_items" in dead["MessageAttributes"]["error_reason"]["StringValue"]
+    assert "'id'" in dead["MessageAttributes"]["error_reason"]["StringValue"]
     assert endpoint.invocations == 0
 
 
 def test_an_oversize_record_is_dead_lettered_without_an_endpoint_call(pipeline, chalice_app, endpoint, monkeypatch):
     """A body above MAX_RECORD_BYTES is refused whole, its bytes kept for the dead-letter queue."""
     monkeypatch.setenv("MAX_RECORD_BYTES", "2048")
-    oversize = json.dumps({"user_id": "u-0009", "recent_items": [f"i-{n:04d}" for n in range(400)], "k": 3})
-    response, _ = invoke(chalice_app, [json.dumps(good_input(1)), oversize])
+    oversize = echo_body(9, padding="x" * 3000)
+    response, _ = invoke(chalice_app, [echo_body(1), oversize])
     assert response == {"batchItemFailures": []}
     assert len(pipeline.predictions()) == 1
     (dead,) = pipeline.dead_letters()
@@ -128,7 +135,7 @@ def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_
 ):
     """Throttling that outlasts botocore's retries sends records back to SQS; none is dead-lettered or lost."""
     endpoint.inject(Fault(error="ThrottlingException"))
-    bodies = [json.dumps(good_input(n)) for n in range(6)]
+    bodies = [echo_body(n) for n in range(6)]
     response, event = invoke(chalice_app, bodies)
     assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
     assert pipeline.predictions() == []
@@ -142,8 +149,8 @@ def test_records_are_retried_while_the_endpoint_throttles_and_published_once_it_
 
 def test_predictions_the_destination_refuses_are_reported_as_failures(pipeline, chalice_app):
     """Nothing counts as done before the destination accepted it: refused entries come back as failures."""
-    bodies = [json.dumps(good_input(n)) for n in range(8)]
-    with pipeline.refusing('"user_id":"u-0005"'):
+    bodies = [echo_body(n) for n in range(8)]
+    with pipeline.refusing(id_marker(5)):
         response, event = invoke(chalice_app, bodies)
     assert failed_ids(response) == {failure_id(event["Records"][5])}
     assert len(pipeline.predictions()) == 7
@@ -153,32 +160,44 @@ def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_a
     """Running out of time reports unfinished records instead of letting Lambda kill the batch."""
     # A reserve longer than the function's whole timeout: the deadline has passed at the start.
     monkeypatch.setenv("DEADLINE_RESERVE_MS", str((stage.lambda_timeout + 1) * 1000))
-    bodies = [json.dumps(good_input(n)) for n in range(4)]
+    bodies = [echo_body(n) for n in range(4)]
     response, event = invoke(chalice_app, bodies)
     assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
     assert endpoint.invocations == 0
     assert pipeline.predictions() == []
 
 
-@pytest.mark.parametrize(
-    ("sample", "predicted", "dead_lettered"),
-    [("feature-events.json", 3, 0), ("malformed-record.json", 1, 2)],
-)
-def test_the_sample_events_shipped_in_events_behave_as_documented(
-    pipeline, chalice_app, sample, predicted, dead_lettered
+@pytest.mark.parametrize("sample", ["feature-events.json", "malformed-record.json"])
+def test_the_sample_events_shipped_in_events_reach_the_handler_as_the_trigger_delivers_them(
+    pipeline, chalice_app, sample
 ):
-    """The files in events/ are what the README tells people to try; they must keep working."""
-    event = json.loads((PROJECT_DIR / "events" / sample).read_text())
+    """The files in events/ are what the README tells people to try: their records must be read.
+
+    Their model inputs are the team's; with the echo model's in their place, every JSON record is
+    predicted, and a record that is not JSON is dead-lettered as such.
+    """
+    event = with_echo_inputs(json.loads((PROJECT_DIR / "events" / sample).read_text()))
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
         response = client.lambda_.invoke(HANDLER, event).payload
     assert response == {"batchItemFailures": []}
-    assert len(pipeline.predictions()) == predicted
-    assert len(pipeline.dead_letters()) == dead_lettered
+    json_records = {message_id(record) for record in event["Records"] if is_json(record_body(record))}
+    assert {envelope["message_id"] for envelope in pipeline.predictions()} == json_records
+    dead = pipeline.dead_letters()
+    assert len(dead) == len(event["Records"]) - len(json_records)
+    assert {letter["MessageAttributes"]["error_code"]["StringValue"] for letter in dead} <= {"InvalidJson"}
+
+
+def is_json(body: str) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def test_every_envelope_the_handler_publishes_matches_the_published_schema(pipeline, chalice_app):
     """schemas/ is the contract consumers code against; the handler must never drift from it."""
-    bodies = [json.dumps(good_input(1)), json.dumps({"event_id": "e-1", "features": good_input(2)})]
+    bodies = [echo_body(1), json.dumps({"event_id": "e-1", "features": echo_input(2)})]
     response, _ = invoke(chalice_app, bodies)
     assert response == {"batchItemFailures": []}
     envelopes = pipeline.predictions()

@@ -21,7 +21,7 @@ from chalice import IAMAuthorizer
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import predictions_api
+from chalicelib.template_runtime import predictions_api
 from chalicelib.template_runtime.destination import prediction_sink
 from chalicelib.template_runtime.publishing import OutgoingMessage
 from template_tools.stage import PROJECT_DIR, stage_environment
@@ -77,7 +77,7 @@ def envelope(stage, message_id: str = "msg-1") -> dict[str, Any]:
     """A prediction envelope as the pipeline publishes it; non-ASCII on purpose."""
     return {
         "schema_version": "1.0",
-        "prediction": {"recommendations": [{"item_id": "café-42", "score": 0.91}]},
+        "prediction": {"id": "café-42", "value_scaled": 0.91},
         "message_id": message_id,
         "event_id": f"event-{message_id}",
         "endpoint_name": stage.environment_variables["ENDPOINT_NAME"],

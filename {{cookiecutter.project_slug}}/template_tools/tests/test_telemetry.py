@@ -18,14 +18,11 @@ from chalicelib.template_runtime.telemetry import (
 )
 from template_tools.stage import PROJECT_DIR, patched_environ
 
+from .echo_inputs import broken_json_body, echo_body, echo_input, expected_output
 from .lambda_events import lambda_event, message_id
 
 HANDLER = "handle_feature_events"
 FORMATTER = JsonLogFormatter()
-
-
-def good_input(user: int) -> dict:
-    return {"user_id": f"u-{user:04d}", "recent_items": ["i-0001", "i-0002"], "k": 3}
 
 
 def run_batch(chalice_app, bodies: list[str]) -> list[dict]:
@@ -61,7 +58,7 @@ def batch(pipeline, chalice_app, stage, caplog, capsys):
     caplog.set_level(logging.INFO)
     # Rate 0, the template's default, whatever this project chose.
     processor_with_sample_rate(chalice_app, stage, "0")
-    bodies = [json.dumps(good_input(n)) for n in range(4)] + ['{"user_id": "u-0009", "recent_items": [']
+    bodies = [echo_body(n) for n in range(4)] + [broken_json_body(9)]
     records = run_batch(chalice_app, bodies)
     return records, json_lines(caplog), metric_documents(capsys)
 
@@ -86,7 +83,7 @@ def test_no_feature_value_or_prediction_is_logged_at_a_sample_rate_of_zero(batch
     """Features may be personal data: at the default sample rate of 0, only ids and timings appear."""
     _, lines, _ = batch
     text = "\n".join(json.dumps(line) for line in lines)
-    assert "u-000" not in text and "i-0001" not in text
+    assert "rec-000" not in text and '"value' not in text
     assert all("features" not in line and "prediction" not in line for line in lines)
 
 
@@ -94,10 +91,10 @@ def test_a_sample_rate_of_one_logs_every_prediction_with_its_features(pipeline, 
     """Payload logging is an explicit choice, and when chosen it shows what the model saw and said."""
     caplog.set_level(logging.INFO)
     processor_with_sample_rate(chalice_app, stage, "1")
-    run_batch(chalice_app, [json.dumps(good_input(7))])
+    run_batch(chalice_app, [echo_body(7)])
     (predicted,) = [line for line in json_lines(caplog) if line["event"] == "predicted"]
-    assert predicted["features"] == good_input(7)
-    assert len(predicted["prediction"]["items"]) == 3
+    assert predicted["features"] == echo_input(7)
+    assert predicted["prediction"] == expected_output(echo_input(7))
 
 
 def test_each_batch_emits_one_emf_document_that_cloudwatch_can_read(batch, stage):

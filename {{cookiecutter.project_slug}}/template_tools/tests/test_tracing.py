@@ -12,6 +12,7 @@ from template_tools.deploy.configuration import load_settings
 from template_tools.deploy.iam_policy import StackArns, function_policy
 from template_tools.stage import PROJECT_DIR
 
+from .echo_inputs import echo_body
 from .lambda_events import lambda_event
 
 HANDLER = "handle_feature_events"
@@ -48,7 +49,7 @@ def test_the_endpoint_call_and_the_publishing_are_subsegments_of_the_invocation(
     The calls run on the handler's thread pool; in Lambda each thread joins the invocation's
     trace through _X_AMZN_TRACE_ID, which this test sets the same way.
     """
-    body = json.dumps({"user_id": "u-0001", "recent_items": ["i-0001", "i-0002"], "k": 3})
+    body = echo_body(1)
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
         response = client.lambda_.invoke(HANDLER, lambda_event(client, [body])).payload
     assert response == {"batchItemFailures": []}

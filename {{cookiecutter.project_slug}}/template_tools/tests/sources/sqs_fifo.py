@@ -12,10 +12,12 @@ from moto import mock_aws
 
 from template_tools.emulator import Redelivery
 from template_tools.fault_plan import FaultInjection, FaultPlan, FaultTimings, PlannedEvent
-from template_tools.local_pipeline import EXERCISE_TRIGGER_LIMITS, PARTITION_KEY_FIELD, run_local_pipeline
+from template_tools.features_producer import PARTITION_KEY_FIELD
+from template_tools.local_pipeline import EXERCISE_TRIGGER_LIMITS, run_local_pipeline
 from template_tools.source import EventSender, create_source, dead_lettered_message_ids, record_body
 from template_tools.stage import patched_environ
 
+from .echo_inputs import KEY_FIELD, echo_input
 from .timing import TIME_SCALE
 
 ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_NAME": "dead-letters-test.fifo"}
@@ -23,6 +25,9 @@ ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_N
 # with room to spare, so no record comes back while its invocation still runs, even on a loaded
 # machine: that would put two deliveries of one group in flight at once. Scaled: see timing.py.
 TIMINGS = FaultTimings(visibility_timeout_seconds=6, max_receive_count=3, function_timeout_seconds=4).scaled(TIME_SCALE)
+# What producers key an event by, as the features producer does: the stage's PARTITION_KEY_FIELD
+# when it sets one, the project's answer otherwise.
+GROUP_FIELD = KEY_FIELD or PARTITION_KEY_FIELD
 
 
 @pytest.fixture
@@ -78,7 +83,7 @@ class GroupedEvent:
 
     @property
     def features(self) -> dict[str, Any]:
-        return {PARTITION_KEY_FIELD: self.group}
+        return {GROUP_FIELD: self.group}
 
     def body(self) -> str:
         return self.planned.body()
@@ -101,9 +106,12 @@ class DeliveryOrder:
 
 
 @pytest.mark.slow
-def test_a_failure_mid_group_holds_back_the_rest_of_its_group_and_no_other_group(model_dir):
+def test_a_failure_mid_group_holds_back_the_rest_of_its_group_and_no_other_group(model_dir, tmp_path):
     """FIFO's promise end to end: a later event of a group is never published before an earlier one."""
-    plan = FaultPlan.healthy(10, TIMINGS)
+    # Echo model inputs, each under a key of its own, so that a keyed table keeps every prediction.
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(echo_input(number)) + "\n" for number in range(10)), encoding="utf-8")
+    plan = FaultPlan.healthy(10, TIMINGS, samples_path=samples)
     failing = plan.events[2]
     # The destination refuses its first prediction: that record alone fails.
     failing.fault, failing.times = "sink_refused", 1
