@@ -149,13 +149,16 @@ def test_the_producer_envelope_is_read_by_the_runtime_not_by_model_input(
     assert [e["event_id"] for e in pipeline.predictions()] == ["click-1"]
 
 
-def test_the_teams_prediction_key_keys_the_destination(pipeline, chalice_app, stage, hooks, model_inputs, monkeypatch):
-    """The team's key is the DynamoDB key, the Kinesis partition key, the FIFO message group."""
+def test_the_teams_prediction_key_keys_a_keyed_destination_and_is_never_asked_otherwise(
+    pipeline, chalice_app, stage, hooks, model_inputs, monkeypatch
+):
+    """The team's key is the DynamoDB key, the Kinesis partition key, the FIFO message group; a
+    destination that keeps nothing together never asks for one."""
     environment = stage.environment_variables
-    if not ("PARTITION_KEY_FIELD" in environment or environment.get("PREDICTIONS_QUEUE_NAME", "").endswith(".fifo")):
-        pytest.skip("this destination keeps nothing together, so nothing keys a prediction")
-    # A FIFO predictions queue groups by the source's group unless a key field is set.
-    monkeypatch.setenv("PARTITION_KEY_FIELD", environment.get("PARTITION_KEY_FIELD", TEAM_KEY_FIELD))
+    keyed = "PARTITION_KEY_FIELD" in environment or environment.get("PREDICTIONS_QUEUE_NAME", "").endswith(".fifo")
+    if keyed:
+        # A FIFO predictions queue groups by the source's group unless a key field is set.
+        monkeypatch.setenv("PARTITION_KEY_FIELD", environment.get("PARTITION_KEY_FIELD", TEAM_KEY_FIELD))
     team_keys = {canonical(model_input): f"team-{n}" for n, model_input in enumerate(model_inputs)}
     seen_fields = set()
 
@@ -168,6 +171,10 @@ def test_the_teams_prediction_key_keys_the_destination(pipeline, chalice_app, st
     response, event = invoke(chalice_app, [json.dumps(model_input) for model_input in model_inputs])
 
     assert response == {"batchItemFailures": []}
+    if not keyed:
+        assert len(pipeline.predictions()) == len(model_inputs)
+        assert seen_fields == set()
+        return
     expected = {message_id(record): f"team-{n}" for n, record in enumerate(event["Records"])}
     assert published_keys(environment) == expected
     assert seen_fields == {environment.get("PARTITION_KEY_FIELD", TEAM_KEY_FIELD)}
