@@ -61,6 +61,11 @@ class SendOutcome:
     error: str = ""
 
 
+def producer_key_field(environment: Mapping[str, str]) -> str:
+    """The model-input field producers key events by: the stage's PARTITION_KEY_FIELD, else the answer's."""
+    return environment.get("PARTITION_KEY_FIELD", "").strip() or PARTITION_KEY_FIELD
+
+
 def event_group(body: str, key_field: str = PARTITION_KEY_FIELD) -> str:
     """The key a producer sends `body` under: its model input's `key_field` (the body itself, or
     an envelope's `features`), else its event_id, else (a body that is not a feature event) a
@@ -106,7 +111,7 @@ class FeaturesProducer:
 
     def __init__(self, environment: Mapping[str, str]) -> None:
         # What an event without a group of its own is keyed by.
-        self.key_field = environment.get("PARTITION_KEY_FIELD", "").strip() or PARTITION_KEY_FIELD
+        self.key_field = producer_key_field(environment)
 {%- if cookiecutter.input_source == "kinesis" %}
         self._kinesis = boto3.client("kinesis", config=_CLIENT_CONFIG)
         self.name = environment["FEATURES_STREAM_NAME"]

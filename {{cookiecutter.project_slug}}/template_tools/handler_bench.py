@@ -22,8 +22,8 @@ from typing import Any
 
 from . import naive_handler
 from .api_call_counter import ApiCallCounter
+from .features_producer import producer_key_field
 from .lambda_trigger import FunctionConfiguration, LambdaContext
-from .local_pipeline import partition_key_field
 from .model_samples import SAMPLES_FILE, draw_samples
 from .source import lambda_records
 
@@ -103,7 +103,7 @@ class HandlerBench:
         self._bodies = [json.dumps(record) for record in features]
         # What a producer keys each event by (a FIFO message group, a Kinesis partition key), as
         # local_pipeline.event_key does.
-        key_field = partition_key_field(dict(os.environ))
+        key_field = producer_key_field(dict(os.environ))
         self._groups = [
             str(record.get(key_field) if key_field and record.get(key_field) not in (None, "") else f"event-{n}")
             for n, record in enumerate(features)

@@ -52,6 +52,7 @@ from .emulator import (
     receive_and_delete,
 )
 from .endpoint_server import LocalEndpoint
+from .features_producer import producer_key_field
 from .lambda_trigger import FunctionConfiguration, Handler
 from .model_samples import SAMPLES_FILE, SamplesError, draw_samples
 from .operator_progress import ProgressLine
@@ -93,11 +94,6 @@ class EndpointStartError(RuntimeError):
 def model_input_schema_path(model_dir: Path) -> Path:
     """Where a model directory keeps the JSON Schema of its input."""
     return model_dir / "code" / "input.schema.json"
-
-
-def partition_key_field(environment: dict[str, str]) -> str:
-    """The model-input field a stage keys events by (its PARTITION_KEY_FIELD), or "" when it keys none."""
-    return environment.get("PARTITION_KEY_FIELD", "").strip()
 
 
 def input_text(features: Any) -> str:
@@ -226,7 +222,7 @@ class OutgoingEvent(Protocol):
 
 def event_key(event: OutgoingEvent, key_field: str) -> str:
     """The key a producer sends the event under (FIFO message group, Kinesis partition key): its
-    model input's `key_field` (the stage's PARTITION_KEY_FIELD), or its id when it has none."""
+    model input's `key_field` (features_producer.producer_key_field), or its id when it has none."""
     value = event.features.get(key_field) if key_field and isinstance(event.features, dict) else None
     return str(value) if value not in (None, "") else event.event_id
 
@@ -597,7 +593,7 @@ def run_local_pipeline(
         )
     hooks = hooks or PipelineHooks()
     redelivery = Redelivery(max_receive_count, visibility_timeout_seconds)
-    key_field = partition_key_field(settings.environment_variables)
+    key_field = producer_key_field(settings.environment_variables)
     with (
         stage_environment(settings),
         local_aws_environment(),

@@ -15,6 +15,7 @@ from collections import Counter
 import fastjsonschema
 import pytest
 
+from template_tools.features_producer import PARTITION_KEY_FIELD, producer_key_field
 from template_tools.local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
     EndpointStartError,
@@ -23,7 +24,6 @@ from template_tools.local_pipeline import (
     SampleEvent,
     event_key,
     model_input_schema_path,
-    partition_key_field,
     run_local_pipeline,
     sample_events,
     schema_breaking,
@@ -40,7 +40,7 @@ ENVELOPE_KEYS = {
     "schema_version", "prediction", "message_id", "event_id", "endpoint_name", "endpoint_variant",
     "model_version", "event_time", "prediction_time", "latency_ms", "endpoint_latency_ms",
 }  # fmt: skip
-KEY_FIELD = partition_key_field(load_stage("dev").environment_variables)
+KEY_FIELD = producer_key_field(load_stage("dev").environment_variables)
 
 
 def _error_code(dead_letter: dict) -> str | None:
@@ -145,12 +145,14 @@ def test_a_schema_nothing_breaks_gets_json_that_is_not_an_object(tmp_path, sampl
         assert isinstance(body, list) and body[0]["event_id"] == event.event_id
 
 
-def test_events_are_keyed_by_the_stages_key_field_or_else_by_their_id():
-    """The FIFO group or Kinesis partition key comes from the stage's PARTITION_KEY_FIELD, never a fixed field."""
+def test_events_are_keyed_by_the_producers_key_field_or_else_by_their_id():
+    """The FIFO group or Kinesis partition key: the stage's PARTITION_KEY_FIELD, else the answer's field."""
     event = SampleEvent("evt-1", {"account": "a-7", "id": "rec-0001"})
     assert event_key(event, "account") == "a-7"
     assert event_key(event, "") == "evt-1"
     assert event_key(event, "region") == "evt-1"
+    assert producer_key_field({"PARTITION_KEY_FIELD": "account"}) == "account"
+    assert producer_key_field({}) == PARTITION_KEY_FIELD != ""
 
 
 def test_progress_without_a_terminal_is_plain_lines():

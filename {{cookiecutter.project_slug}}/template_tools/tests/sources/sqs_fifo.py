@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from template_tools.emulator import Redelivery
 from template_tools.fault_plan import FaultInjection, FaultPlan, FaultTimings, PlannedEvent
-from template_tools.features_producer import PARTITION_KEY_FIELD
+from template_tools.features_producer import producer_key_field
 from template_tools.local_pipeline import EXERCISE_TRIGGER_LIMITS, run_local_pipeline
 from template_tools.source import EventSender, create_source, dead_lettered_message_ids, record_body
 from template_tools.stage import patched_environ
@@ -27,7 +27,7 @@ ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_N
 TIMINGS = FaultTimings(visibility_timeout_seconds=6, max_receive_count=3, function_timeout_seconds=4).scaled(TIME_SCALE)
 # What producers key an event by, as the features producer does: the stage's PARTITION_KEY_FIELD
 # when it sets one, the project's answer otherwise.
-GROUP_FIELD = KEY_FIELD or PARTITION_KEY_FIELD
+GROUP_FIELD = producer_key_field({"PARTITION_KEY_FIELD": KEY_FIELD})
 
 
 @pytest.fixture
