@@ -50,7 +50,10 @@ def vendor_model_input_schema(project_dir: Path, code_dir: Path | None = None) -
     """Copy model/code/input.schema.json into `code_dir`/vendor/, where Chalice packages it; return the copy."""
     target = (code_dir or project_dir) / VENDOR_DIR / MODEL_INPUT_SCHEMA
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(project_dir / MODEL_INPUT_SCHEMA, target)
+    # Written aside and renamed into place, so a packaging run beside this one never zips half a file.
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.copyfile(project_dir / MODEL_INPUT_SCHEMA, partial)
+    partial.replace(target)
     return target
 
 

@@ -9,6 +9,7 @@ a closed port while it runs.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import zipfile
 from pathlib import Path
@@ -78,7 +79,11 @@ def packaged(request, tmp_path_factory) -> dict[str, Any]:
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.delenv("AWS_PROFILE", raising=False)
-        path = package(settings, out)
+        # One packaging at a time: the stages share the project's .chalice/deployments cache, and
+        # two test workers writing one cached zip at once leave it corrupt.
+        with (PROJECT_DIR / ".chalice" / "package.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = package(settings, out)
     return {"settings": settings, "path": path, "template": json.loads(path.read_text())}
 
 
