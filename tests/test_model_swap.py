@@ -34,10 +34,8 @@ CONTRACT_FILES = (
     "model/model.joblib",
     "tests/test_model.py",
 )
-# What the runs write beside the team's files: environments, caches, logs, packaging, run output.
-GENERATED = re.compile(
-    r"(^|/)(__pycache__|\.venv-model|\.venv-uv|vendor|bench|\.pytest_cache)/|\.log$|\.pyc$|^\.suite-"
-)
+# What run_suite writes into the folder it runs in: the suite's output and progress files.
+RUN_FILES = re.compile(r"^\.suite-")
 # Where the example's inference.py begins its generic SageMaker part, which a team keeps as it is.
 SAGEMAKER_PART = "# The SageMaker contract"
 
@@ -156,13 +154,30 @@ def make(project: Path, *arguments: str) -> str:
     return run.output
 
 
-def file_contents(project: Path) -> dict[str, bytes]:
-    """Map every file of the project, by its relative path, to its bytes."""
-    return {
-        path.relative_to(project).as_posix(): path.read_bytes()
-        for path in project.rglob("*")
-        if path.is_file()
-    }
+def commit_everything(project: Path) -> None:
+    """Make the project a git repository with one commit, as a team keeps it."""
+    for command in (
+        ["init", "--quiet"],
+        ["add", "--all"],
+        ["commit", "--quiet", "--no-verify", "-m", "Generated"],
+    ):
+        subprocess.run(
+            ["git", "-c", "user.name=Team", "-c", "user.email=team@example.com", *command],
+            cwd=project,
+            check=True,
+        )
+
+
+def changed_files(project: Path) -> set[str]:
+    """Every file git sees changed, added or deleted since that commit (what the team would commit)."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "-z"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {entry[3:] for entry in status.split("\0") if entry}
 
 
 def summary_value(output: str, name: str) -> int:
@@ -176,7 +191,7 @@ def summary_value(output: str, name: str) -> int:
 def test_a_second_model_of_another_kind_runs_locally_soaks_and_passes_its_tests(tmp_path: Path) -> None:
     """Only the contract's files change, and local mode, soak and make test all work on the new model."""
     project = baked_project(tmp_path, {})
-    before = file_contents(project)
+    commit_everything(project)
     swap_in_the_fraud_model(project)
 
     model_python = make(project, "--no-print-directory", "-s", "model-env").strip().splitlines()[-1]
@@ -196,9 +211,8 @@ def test_a_second_model_of_another_kind_runs_locally_soaks_and_passes_its_tests(
 
     make(project, "test")
 
-    after = file_contents(project)
-    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
-    assert {name for name in changed if not GENERATED.search(name)} == set(CONTRACT_FILES)
+    # Environments, caches, logs and packaging are ignored by the project's own .gitignore.
+    assert {name for name in changed_files(project) if not RUN_FILES.search(name)} == set(CONTRACT_FILES)
     assert not (project / "model" / "cooccurrence.json").exists()
 
     # The model's package is in its own environment, never in the dev one.
