@@ -24,7 +24,6 @@ from chalicelib.template_runtime.endpoint import PayloadCodec
 from template_tools.fault_plan import (
     ENDPOINT_FAULTS,
     FAULT_KINDS,
-    PERMANENT_FAULT_CODES,
     FaultInjection,
     FaultPlan,
     FaultTimings,
@@ -382,11 +381,6 @@ def test_an_input_that_lies_inside_another_gets_no_endpoint_fault(tmp_path):
 
     assert not any(event.fault in ENDPOINT_FAULTS for event in plan.events if event.features == inner)
     assert any(event.fault in ENDPOINT_FAULTS for event in plan.events if event.features == outer)
-
-
-def test_a_malformed_record_is_expected_with_any_of_the_handlers_refusal_codes():
-    """A schema-breaking body is SchemaViolation, or InvalidInput when only a non-object breaks the schema."""
-    assert PERMANENT_FAULT_CODES["malformed"] == {"InvalidJson", "SchemaViolation", "InvalidInput"}
 
 
 @pytest.mark.slow
