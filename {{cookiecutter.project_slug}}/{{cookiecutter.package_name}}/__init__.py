@@ -1,1 +1,1 @@
-"""The project's dev-side tooling (local mode, training, the local endpoint); never deployed to Lambda."""
+"""The team's own code, never deployed to Lambda: here, the example recommender's clickstream and training."""
