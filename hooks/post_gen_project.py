@@ -64,15 +64,6 @@ def keep_chosen_variant(folder: str, option: str, target: str) -> None:
     shutil.rmtree(variants)
 
 
-def keep_chosen_sample_events() -> None:
-    """Keep the sample Lambda events of the chosen source in events/; drop the other sources'."""
-    variants = Path("events", "sources")
-    chosen = variants / str(ANSWERS["input_source"]).replace("-", "_")
-    for sample in chosen.iterdir():
-        sample.replace(Path("events", sample.name))
-    shutil.rmtree(variants)
-
-
 def remove_read_api_files() -> None:
     """Drop the DynamoDB read API: predictions go to a queue, topic or stream, not a table."""
     for path in (
@@ -115,7 +106,6 @@ def fit_project_to_options() -> None:
     """Keep the chosen variants and remove the files that the chosen options do not use."""
     for folder, option, target in VARIANT_FOLDERS:
         keep_chosen_variant(folder, option, target)
-    keep_chosen_sample_events()
     if ANSWERS["output_destination"] != "dynamodb":
         remove_read_api_files()
     if ANSWERS["input_source"] != "kinesis":

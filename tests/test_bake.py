@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -119,8 +121,6 @@ chalicelib/template_runtime/settings.py
 chalicelib/template_runtime/source.py
 chalicelib/template_runtime/telemetry.py
 deploy/config.json
-events/feature-events.json
-events/malformed-record.json
 model/code/inference.py
 model/code/input.schema.json
 model/code/requirements.txt
@@ -187,6 +187,7 @@ template_tools/naive_handler.py
 template_tools/operator_progress.py
 template_tools/operator_stage.py
 template_tools/redrive.py
+template_tools/sample_event_files.py
 template_tools/replay.py
 template_tools/send.py
 template_tools/serve.py
@@ -219,6 +220,7 @@ template_tools/tests/test_operations.py
 template_tools/tests/test_packaging.py
 template_tools/tests/test_pipeline_stack.py
 template_tools/tests/test_publishing.py
+template_tools/tests/test_sample_event_files.py
 template_tools/tests/test_source.py
 template_tools/tests/test_telemetry.py
 template_tools/tests/timing.py
@@ -402,12 +404,28 @@ def test_the_lambda_runtime_answer_reaches_the_build(baked: dict[str, Any]) -> N
     assert f"RUNTIME_VERSION := {version}\n" in makefile
 
 
-def test_the_sample_events_come_from_the_chosen_source_and_region(baked: dict[str, Any]) -> None:
-    """`events/*.json` are Lambda-shaped, so their source ARN names this project's queue or stream."""
+def test_the_sample_events_come_from_the_chosen_source_and_region(
+    baked: dict[str, Any], tmp_path: Path
+) -> None:
+    """`make events` writes Lambda-shaped events, so their source ARN names this project's queue or stream.
+
+    They are not shipped (they follow model/samples.jsonl); the project's own module writes them here.
+    """
     answers = baked["answers"]
     name = answers["features_source_name"]
     resource = f"stream/{name}" if answers["input_source"] == "kinesis" else name
-    for path in sorted((baked["project"] / "events").glob("*.json")):
+    result = subprocess.run(
+        [sys.executable, "-m", "template_tools.sample_event_files", "--out", str(tmp_path)],
+        cwd=baked["project"],
+        env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    paths = sorted(tmp_path.glob("*.json"))
+    assert [path.name for path in paths] == ["feature-events.json", "malformed-record.json"]
+    for path in paths:
         event = json.loads(path.read_text(encoding="utf-8"))
         for record in event["Records"]:
             assert record["awsRegion"] == answers["aws_region"], path.name

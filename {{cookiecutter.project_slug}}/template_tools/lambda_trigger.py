@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -46,6 +47,8 @@ SHORT_POLL_PAUSE_SECONDS = 0.05
 # its invocation is done with (and did not delete) itself, this much before moto would, for all
 # of them at once.
 FIFO_EARLY_END_SECONDS = 0.5
+# Seeded records (sample event files) are delivered at this instant plus their seed in seconds.
+SEEDED_DELIVERY_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,35 @@ def batch_item_failures(response: Any, message_ids: Sequence[str]) -> set[str]:
             raise InvalidBatchResponse(f"itemIdentifier {identifier!r} is not a message of this batch")
         failed.add(identifier)
     return failed
+
+
+class DeliveryStamps:
+    """What a trigger stamps on the records it delivers that no body decides: ids, the delivery
+    time, the first sequence number.
+
+    Without a seed, real ones: unique and increasing from one batch to the next (the benchmark's
+    events). With a seed, the same ones every time, so a file of sample events written from
+    unchanged samples comes out byte for byte the same.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = None if seed is None else random.Random(seed)
+        self.time = datetime.now(UTC) if seed is None else SEEDED_DELIVERY_TIME + timedelta(seconds=seed)
+        # Nanoseconds times 1000, as a shard's or a FIFO queue's numbers grow: never twice the same.
+        self.first_sequence_number = (
+            time.time_ns() * 1000 if seed is None else int(self.time.timestamp()) * 1_000_000_000_000
+        )
+
+    @property
+    def time_ms(self) -> str:
+        """The delivery time in epoch milliseconds, as SQS writes its timestamp attributes."""
+        return str(int(self.time.timestamp() * 1000))
+
+    def unique_id(self) -> uuid.UUID:
+        """A random id (a message id, a receipt handle), drawn from the seed when there is one."""
+        if self._random is None:
+            return uuid.uuid4()
+        return uuid.UUID(int=self._random.getrandbits(128), version=4)
 
 
 def lambda_sqs_record(message: dict[str, Any], event_source_arn: str, region: str) -> dict[str, Any]:

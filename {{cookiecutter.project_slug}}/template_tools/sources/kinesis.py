@@ -15,14 +15,13 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 
 from .emulator import Redelivery, ensure_dead_letter_queue
 from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
-from .lambda_trigger import FunctionConfiguration, Handler
+from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler
 
 TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"
 # Sent 10 at a time like the SQS sources, so the run paces itself the same way (PutRecords
@@ -142,25 +141,25 @@ def record_body(record: dict[str, Any]) -> str:
 
 
 def lambda_records(
-    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str
+    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str, *, seed: int | None = None
 ) -> list[dict[str, Any]]:
     """The records of a Lambda event as this stream's trigger delivers `bodies` from one shard.
 
-    For callers that invoke a handler without a stream in between (the benchmark). `groups`
-    gives each body's partition key; sequence numbers increase in the order given, as a shard's do.
+    For callers that invoke a handler without a stream in between (the benchmark, the sample
+    event files). `groups` gives each body's partition key; sequence numbers increase in the
+    order given, as a shard's do. `seed` fixes the sequence numbers and the arrival time (see
+    DeliveryStamps).
     """
     account = event_source_arn.split(":")[4]
-    identity_arn = f"arn:aws:iam::{account}:role/benchmark"
-    arrived = datetime.now(UTC)
-    # Unique and increasing from one call to the next, like a shard's sequence numbers.
-    first = time.time_ns() * 1000
+    identity_arn = f"arn:aws:iam::{account}:role/feature-consumer"
+    stamps = DeliveryStamps(seed)
     return [
         lambda_kinesis_record(
             {
                 "PartitionKey": group,
-                "SequenceNumber": f"{first + position:056d}",
+                "SequenceNumber": f"{stamps.first_sequence_number + position:056d}",
                 "Data": body.encode(),
-                "ApproximateArrivalTimestamp": arrived,
+                "ApproximateArrivalTimestamp": stamps.time,
             },
             "shardId-000000000000",
             event_source_arn,

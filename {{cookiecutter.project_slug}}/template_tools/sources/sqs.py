@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ import boto3
 from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_ENTRIES
 
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
-from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
+from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
@@ -119,26 +118,27 @@ def record_body(record: dict[str, Any]) -> str:
 
 
 def lambda_records(
-    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str
+    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str, *, seed: int | None = None
 ) -> list[dict[str, Any]]:
     """The records of a Lambda event as this queue's trigger delivers `bodies`, first delivery each.
 
-    For callers that invoke a handler without a queue in between (the benchmark). A standard
-    queue has no message groups: `groups` is not used.
+    For callers that invoke a handler without a queue in between (the benchmark, the sample
+    event files). A standard queue has no message groups: `groups` is not used. `seed` fixes the
+    message ids and timestamps (see DeliveryStamps).
     """
-    now_ms = str(int(time.time() * 1000))
+    stamps = DeliveryStamps(seed)
     return [
         lambda_sqs_record(
             {
-                "MessageId": str(uuid.uuid4()),
-                "ReceiptHandle": uuid.uuid4().hex,
+                "MessageId": str(stamps.unique_id()),
+                "ReceiptHandle": stamps.unique_id().hex,
                 "Body": body,
                 "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "Attributes": {
                     "ApproximateReceiveCount": "1",
-                    "SentTimestamp": now_ms,
-                    "SenderId": "BENCHMARK",
-                    "ApproximateFirstReceiveTimestamp": now_ms,
+                    "SentTimestamp": stamps.time_ms,
+                    "SenderId": "AROAEXAMPLEEXAMPLEEXA:feature-producer",
+                    "ApproximateFirstReceiveTimestamp": stamps.time_ms,
                 },
             },
             event_source_arn,

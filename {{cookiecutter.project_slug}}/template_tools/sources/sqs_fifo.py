@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import boto3
 from chalicelib.template_runtime.aws_limits import LAMBDA_FIFO_MAX_BATCH_SIZE, SQS_MAX_BATCH_ENTRIES
 
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
-from .lambda_trigger import FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
+from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
 MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
@@ -149,30 +148,29 @@ def record_body(record: dict[str, Any]) -> str:
 
 
 def lambda_records(
-    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str
+    bodies: Sequence[str], groups: Sequence[str], event_source_arn: str, region: str, *, seed: int | None = None
 ) -> list[dict[str, Any]]:
     """The records of a Lambda event as this queue's trigger delivers `bodies`, first delivery each.
 
-    For callers that invoke a handler without a queue in between (the benchmark). `groups` gives
-    each body's MessageGroupId; sequence numbers increase in the order given, as SQS numbers a
-    FIFO queue's messages.
+    For callers that invoke a handler without a queue in between (the benchmark, the sample
+    event files). `groups` gives each body's MessageGroupId; sequence numbers increase in the
+    order given, as SQS numbers a FIFO queue's messages. `seed` fixes the message ids, timestamps
+    and sequence numbers (see DeliveryStamps).
     """
-    now_ms = str(int(time.time() * 1000))
-    # Unique and increasing from one call to the next, like a FIFO queue's sequence numbers.
-    first = time.time_ns() * 1000
+    stamps = DeliveryStamps(seed)
     return [
         lambda_sqs_record(
             {
-                "MessageId": str(uuid.uuid4()),
-                "ReceiptHandle": uuid.uuid4().hex,
+                "MessageId": str(stamps.unique_id()),
+                "ReceiptHandle": stamps.unique_id().hex,
                 "Body": body,
                 "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
                 "Attributes": {
                     "ApproximateReceiveCount": "1",
-                    "SentTimestamp": now_ms,
-                    "SenderId": "BENCHMARK",
-                    "ApproximateFirstReceiveTimestamp": now_ms,
-                    "SequenceNumber": str(first + position),
+                    "SentTimestamp": stamps.time_ms,
+                    "SenderId": "AROAEXAMPLEEXAMPLEEXA:feature-producer",
+                    "ApproximateFirstReceiveTimestamp": stamps.time_ms,
+                    "SequenceNumber": str(stamps.first_sequence_number + position),
                     "MessageGroupId": group,
                     "MessageDeduplicationId": _deduplication_id(body),
                 },

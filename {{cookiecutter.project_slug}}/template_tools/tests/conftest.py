@@ -22,6 +22,7 @@ from chalice.local import LambdaContext
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from template_tools import sample_event_files
 from template_tools.destination import PredictionReader, create_destination, refuse_predictions
 from template_tools.emulator import local_aws_environment
 from template_tools.endpoint_server import LocalEndpoint
@@ -98,6 +99,15 @@ def samples_file(model_samples, tmp_path) -> Path:
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(sample) + "\n" for sample in model_samples), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def sample_events_dir(samples_file, tmp_path) -> Path:
+    """events/ as `make events` writes it, but from the echo model's samples and against its schema."""
+    out = tmp_path / "events"
+    arguments = ["--samples", str(samples_file), "--schema", str(ECHO_INPUT_SCHEMA), "--out", str(out)]
+    assert sample_event_files.main(arguments) == 0
+    return out
 
 
 @pytest.fixture

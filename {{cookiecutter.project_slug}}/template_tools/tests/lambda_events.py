@@ -1,17 +1,9 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
 """Lambda events as the {% if cookiecutter.input_source == "kinesis" %}Kinesis{% elif cookiecutter.input_source == "sqs-fifo" %}SQS FIFO{% else %}SQS{% endif %} trigger delivers them, built with the Chalice test client."""
-{% if cookiecutter.input_source == "kinesis" %}
-import base64
-{%- endif %}
-import copy
-import json
+
 import time
 
 from chalice.test import Client
-
-from template_tools.source import record_body
-
-from .echo_inputs import echo_input
 
 
 {%- if cookiecutter.input_source == "kinesis" %}
@@ -37,10 +29,6 @@ def failure_id(record: dict) -> str:
 def message_id(record: dict) -> str:
     """What the envelope and the dead-letter record call the record: its eventID."""
     return record["eventID"]
-
-
-def _set_body(record: dict, body: str) -> None:
-    record["kinesis"]["data"] = base64.b64encode(body.encode()).decode()
 {%- else %}
 
 
@@ -64,29 +52,4 @@ def failure_id(record: dict) -> str:
 def message_id(record: dict) -> str:
     """What the envelope and the dead-letter record call the record: its message id."""
     return record["messageId"]
-
-
-def _set_body(record: dict, body: str) -> None:
-    record["body"] = body
 {%- endif %}
-
-
-def with_echo_inputs(event: dict) -> dict:
-    """A copy of a sample event (events/) whose model inputs are the echo model's.
-
-    The sample events are the team's, written for its model; this keeps everything else of them:
-    the records' metadata, each body's form (a bare input or a producer envelope around one), and
-    the bodies that are not JSON at all.
-    """
-    event = copy.deepcopy(event)
-    for number, record in enumerate(event["Records"]):
-        try:
-            document = json.loads(record_body(record))
-        except ValueError:
-            continue
-        if isinstance(document, dict) and isinstance(document.get("features"), dict):
-            document["features"] = echo_input(number)
-        else:
-            document = echo_input(number)
-        _set_body(record, json.dumps(document))
-    return event

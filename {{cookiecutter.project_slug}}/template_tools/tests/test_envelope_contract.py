@@ -3,8 +3,8 @@
 
 schemas/prediction-envelope.schema.json is what consuming teams validate with (see
 examples/consume_predictions.py). These tests run the real handler through the Chalice test client
-with moto and the local endpoint, over the shipped sample events and a stream of echo model inputs,
-and check every envelope that reached the destination. If one fails, either the handler drifted or
+with moto and the local endpoint, over the sample events `make events` writes and a stream of echo
+model inputs, and check every envelope that reached the destination. If one fails, either the handler drifted or
 the schema must change: then raise its schema_version and tell the consumers.
 """
 
@@ -17,10 +17,11 @@ import jsonschema
 import pytest
 from chalice.test import Client
 
+from template_tools.sample_event_files import FEATURE_EVENTS
 from template_tools.stage import PROJECT_DIR
 
 from .echo_inputs import echo_input
-from .lambda_events import lambda_event, message_id, with_echo_inputs
+from .lambda_events import lambda_event, message_id
 from .sample_envelopes import sample_envelope
 
 HANDLER = "handle_feature_events"
@@ -60,12 +61,12 @@ def test_the_schema_is_valid_json_schema_2020_12():
     assert validate(copy.deepcopy(VALID_ENVELOPE)) == VALID_ENVELOPE
 
 
-def test_every_envelope_from_the_sample_events_matches_the_schema(pipeline, chalice_app):
+def test_every_envelope_from_the_sample_events_matches_the_schema(pipeline, chalice_app, sample_events_dir):
     """events/feature-events.json holds both input forms: a bare model input and producer envelopes.
 
-    Its model inputs are the team's; the echo model's take their place, in the same forms.
+    `make events` writes it from the samples; here, from the echo model's.
     """
-    event = with_echo_inputs(json.loads((PROJECT_DIR / "events" / "feature-events.json").read_text()))
+    event = json.loads((sample_events_dir / FEATURE_EVENTS).read_text())
     with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
         assert client.lambda_.invoke(HANDLER, event).payload == {"batchItemFailures": []}
     envelopes = published_envelopes(pipeline)

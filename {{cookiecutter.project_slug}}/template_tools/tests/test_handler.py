@@ -9,11 +9,9 @@ import json
 
 import chalice.test
 import jsonschema
-import pytest
 from chalice.test import Client
 
 from template_tools.endpoint_server import Fault
-from template_tools.source import record_body
 from template_tools.stage import PROJECT_DIR
 
 from .echo_inputs import (
@@ -24,7 +22,7 @@ from .echo_inputs import (
     id_marker,
     schema_breaking_input,
 )
-from .lambda_events import failure_id, lambda_event, message_id, with_echo_inputs
+from .lambda_events import failure_id, lambda_event, message_id
 
 HANDLER = "handle_feature_events"
 ENVELOPE_SCHEMA = json.loads((PROJECT_DIR / "schemas" / "prediction-envelope.schema.json").read_text())
@@ -165,34 +163,6 @@ def test_records_not_started_before_the_deadline_are_retried(pipeline, chalice_a
     assert failed_ids(response) == {failure_id(record) for record in event["Records"]}
     assert endpoint.invocations == 0
     assert pipeline.predictions() == []
-
-
-@pytest.mark.parametrize("sample", ["feature-events.json", "malformed-record.json"])
-def test_the_sample_events_shipped_in_events_reach_the_handler_as_the_trigger_delivers_them(
-    pipeline, chalice_app, sample
-):
-    """The files in events/ are what the README tells people to try: their records must be read.
-
-    Their model inputs are the team's; with the echo model's in their place, every JSON record is
-    predicted, and a record that is not JSON is dead-lettered as such.
-    """
-    event = with_echo_inputs(json.loads((PROJECT_DIR / "events" / sample).read_text()))
-    with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
-        response = client.lambda_.invoke(HANDLER, event).payload
-    assert response == {"batchItemFailures": []}
-    json_records = {message_id(record) for record in event["Records"] if is_json(record_body(record))}
-    assert {envelope["message_id"] for envelope in pipeline.predictions()} == json_records
-    dead = pipeline.dead_letters()
-    assert len(dead) == len(event["Records"]) - len(json_records)
-    assert {letter["MessageAttributes"]["error_code"]["StringValue"] for letter in dead} <= {"InvalidJson"}
-
-
-def is_json(body: str) -> bool:
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
 
 
 def test_every_envelope_the_handler_publishes_matches_the_published_schema(pipeline, chalice_app):
