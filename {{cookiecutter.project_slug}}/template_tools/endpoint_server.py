@@ -184,6 +184,9 @@ class LocalEndpoint:
         self._lock = threading.Lock()
         self._faults: list[tuple[Fault, int | None]] = []
         self._invocations = 0
+        # Requests sleeping out their latency now, and the most there ever were at once.
+        self._in_latency = 0
+        self._peak_in_latency = 0
         self._server: _EndpointHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -194,6 +197,12 @@ class LocalEndpoint:
             raise RuntimeError("the endpoint is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def peak_overlap(self) -> int:
+        """The most requests that were waiting out their latency at the same moment."""
+        with self._lock:
+            return self._peak_in_latency
 
     @property
     def invocations(self) -> int:
@@ -281,7 +290,14 @@ class LocalEndpoint:
                 return self._model_error(400, "Injected fault", log_stream_arn)
             if fault.error is not None:
                 return _error(fault.error, ERROR_STATUS[fault.error], f"Injected {fault.error}")
-        time.sleep(self.latency_ms / 1000)
+        with self._lock:
+            self._in_latency += 1
+            self._peak_in_latency = max(self._peak_in_latency, self._in_latency)
+        try:
+            time.sleep(self.latency_ms / 1000)
+        finally:
+            with self._lock:
+                self._in_latency -= 1
         worker = self._worker
         if worker is None:
             return _error("ModelNotReadyException", ERROR_STATUS["ModelNotReadyException"], "The model is not loaded.")
