@@ -32,8 +32,6 @@ from .echo_inputs import ECHO_INPUT_SCHEMA, ECHO_MODEL_DIR, echo_input
 
 # Enough for a local run of a few hundred events to draw from.
 MODEL_SAMPLE_COUNT = 200
-# A keyed project's samples share this many keys, so that per-key order is exercised.
-MODEL_SAMPLE_KEYS = 5
 
 
 @pytest.fixture
@@ -87,10 +85,12 @@ def model_dir(tmp_path_factory) -> Path:
 def model_samples() -> list[dict]:
     """Echo model inputs, each with a distinct id; in a keyed project each also carries the key field.
 
-    The key field is the stage's PARTITION_KEY_FIELD, whatever the project named it; the samples
-    share MODEL_SAMPLE_KEYS keys among them.
+    The key field is the stage's PARTITION_KEY_FIELD, whatever the project named it. Every sample
+    has a key of its own, as a clickstream's events mostly do: the fault tests count exactly which
+    records a keyed destination keeps and which a held-back group delays, and the tests about keys
+    a record shares with others make such records themselves.
     """
-    return [echo_input(number, key=f"key-{number % MODEL_SAMPLE_KEYS}") for number in range(MODEL_SAMPLE_COUNT)]
+    return [echo_input(number) for number in range(MODEL_SAMPLE_COUNT)]
 
 
 @pytest.fixture
