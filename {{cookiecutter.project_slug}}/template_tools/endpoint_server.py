@@ -17,6 +17,7 @@ faults answer the way SageMaker does when an endpoint throttles, is not ready or
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import contextlib
 import json
@@ -98,6 +99,8 @@ class _ModelWorker:
 
     def __init__(self, model_dir: Path, python: Path) -> None:
         self._lock = threading.Lock()
+        # Which idle workers it may join once its endpoint stops (set by _IdleWorkers.take).
+        self.key: tuple[object, ...] = ()
         # stderr is inherited: the model's own prints and logs show where the endpoint's do.
         self._process = subprocess.Popen(
             [str(python), str(MODEL_WORKER), "--model-dir", str(model_dir.resolve())],
@@ -131,6 +134,9 @@ class _ModelWorker:
             return {"ok": False, "error": f"RuntimeError: {message}", "message": message, "client_error": False}
         return answer
 
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
     def stop(self) -> None:
         """Close its stdin, which ends it; kill it if it does not end in time."""
         with contextlib.suppress(BrokenPipeError, ValueError):
@@ -154,6 +160,56 @@ class _ModelWorker:
             self._process.wait()
             return {}
         return json.loads(line)
+
+
+def _model_fingerprint(model_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file of the model directory with its size and modification time."""
+    files = sorted(path for path in model_dir.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+    return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+
+
+class _IdleWorkers:
+    """Loaded workers kept between endpoints of one process, one model directory and Python each.
+
+    Starting a worker is a Python start-up, the model's import and model_fn: a tenth of a second
+    on a quiet machine and several times that on a busy one, paid by every test that starts an
+    endpoint. A worker is reused only while every file of its model directory is unchanged, and
+    ends with this process: its stdin closes, and it exits.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[object, ...], list[_ModelWorker]] = {}
+
+    def take(self, model_dir: Path, python: Path) -> _ModelWorker:
+        key = (str(python), str(model_dir.resolve()), _model_fingerprint(model_dir))
+        with self._lock:
+            workers = self._idle.get(key, [])
+            while workers:
+                worker = workers.pop()
+                if worker.alive():
+                    return worker
+        worker = _ModelWorker(model_dir, python)
+        worker.key = key
+        return worker
+
+    def give_back(self, worker: _ModelWorker) -> None:
+        if not worker.alive():
+            worker.stop()
+            return
+        with self._lock:
+            self._idle.setdefault(worker.key, []).append(worker)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            workers = [worker for idle in self._idle.values() for worker in idle]
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
+
+
+_IDLE_WORKERS = _IdleWorkers()
+atexit.register(_IDLE_WORKERS.stop_all)
 
 
 class LocalEndpoint:
@@ -233,7 +289,7 @@ class LocalEndpoint:
         """
         python = self._python or model_python(self.model_dir)
         # model_fn runs once, before the first request can arrive, as when a container starts.
-        self._worker = _ModelWorker(self.model_dir, python)
+        self._worker = _IDLE_WORKERS.take(self.model_dir, python)
         try:
             self._server = _EndpointHTTPServer(("127.0.0.1", self._port), self)
         except OSError:
@@ -244,7 +300,7 @@ class LocalEndpoint:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close every open connection and end the model's worker."""
+        """Stop serving, close every open connection and leave the model's worker idle for the next endpoint."""
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -252,7 +308,7 @@ class LocalEndpoint:
             self._thread.join()
             self._server = self._thread = None
         if self._worker is not None:
-            self._worker.stop()
+            _IDLE_WORKERS.give_back(self._worker)
             self._worker = None
 
     def __enter__(self) -> LocalEndpoint:

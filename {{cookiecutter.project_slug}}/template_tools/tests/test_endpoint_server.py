@@ -7,6 +7,7 @@ process; model_environment's and the worker's own tests are in test_model_enviro
 """
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,6 +200,21 @@ def test_fault_refuses_an_error_code_sagemaker_never_sends() -> None:
     """A typo in a test's fault would otherwise make the test pass for the wrong reason."""
     with pytest.raises(ValueError, match="error must be one of"):
         Fault(error="Throttled")
+
+
+def test_a_loaded_worker_serves_the_next_endpoint_until_a_model_file_changes(model_dir: Path, tmp_path: Path) -> None:
+    """Endpoints on one unchanged model share its loaded worker; an edited model gets a fresh one."""
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    with LocalEndpoint(model_dir=model) as first:
+        first_worker = first._worker
+    with LocalEndpoint(model_dir=model) as second:
+        assert second._worker is first_worker
+        assert runtime_client(second.url).invoke_endpoint(EndpointName=ENDPOINT_NAME, Body=json.dumps(RECORD))
+    artifact = next(path for path in model.iterdir() if path.is_file())
+    artifact.write_text(artifact.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with LocalEndpoint(model_dir=model) as edited:
+        assert edited._worker is not first_worker
 
 
 def test_latency_is_added_to_every_answer(model_dir: Path) -> None:
