@@ -1,16 +1,15 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""`make replay`: re-publishes a file of events through the pipeline, by sending it to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}.
+"""`make replay`: re-publishes a file of events through the pipeline, by sending it to the features source.
 
     python -m template_tools.replay events.jsonl --stage dev
 
 The file is JSON Lines: event bodies, or the dead-letter export `make redrive DRY_RUN=1
 EXPORT=file` writes (a {"body", "attributes", ...} object per line), whose bodies are sent byte
-for byte{% if cookiecutter.input_source == "sqs-fifo" %} in the message group they had{% endif %}. Every line is sent, even one that is not JSON (see send.py).
-{%- if cookiecutter.input_source == "sqs-fifo" %}
+for byte, each in the group it had where the source keeps groups (a FIFO queue's message group).
+Every line is sent, even one that is not JSON (see send.py).
 
-Each replay gets deduplication ids of its own, so SQS does not drop an event sent less than
-5 minutes earlier; replaying a file twice therefore sends it twice.
-{%- endif %}
+Each replay gets deduplication ids of its own, so a source that drops repeats (a FIFO queue, for
+5 minutes) does not drop an event sent earlier; replaying a file twice therefore sends it twice.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""Writes events/: Lambda events as the {% if cookiecutter.input_source == "kinesis" %}Kinesis{% elif cookiecutter.input_source == "sqs-fifo" %}SQS FIFO{% else %}SQS{% endif %} trigger hands them to the handler, made from model/samples.jsonl.
+"""Writes events/: Lambda events as the project's trigger hands them to the handler, made from model/samples.jsonl.
 
     python -m template_tools.sample_event_files [--samples model/samples.jsonl] [--out events] [--seed 7]
 
@@ -27,12 +27,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from chalicelib.template_runtime.source import FEATURES_SOURCE_VARIABLE
+
 from .features_producer import event_group, producer_key_field
 from .lambda_trigger import DeliveryStamps
 from .local_pipeline import load_input_schema, model_input_schema_path, not_an_object, schema_breaking
 from .model_samples import SAMPLES_FILE, SamplesError, draw_samples
 from .operator_stage import deployed_region
-from .source import lambda_records
+from .source import SOURCE_ARN_FORMAT, lambda_records
 from .stage import PROJECT_DIR, UnknownStageError, load_stage
 
 FEATURE_EVENTS = "feature-events.json"
@@ -43,8 +45,6 @@ DEFAULT_SEED = 7
 STAGE = "prod"
 # Lambda events carry the source's account; the samples use AWS's documentation account.
 ACCOUNT_ID = "123456789012"
-SOURCE_NAME_VARIABLE = "{{ 'FEATURES_STREAM_NAME' if cookiecutter.input_source == 'kinesis' else 'FEATURES_QUEUE_NAME' }}"
-SOURCE_ARN = "arn:aws:{{ 'kinesis' if cookiecutter.input_source == 'kinesis' else 'sqs' }}:{region}:{account}:{{ 'stream/' if cookiecutter.input_source == 'kinesis' else '' }}{name}"
 # How long before its delivery a producer made each event: the event's age when the handler sees it.
 PRODUCER_LEAD = timedelta(seconds=1)
 
@@ -87,7 +87,7 @@ def lambda_event(bodies: Sequence[str], seed: int) -> dict[str, Any]:
     """A Lambda event of `bodies` from the stage's features source, each keyed as a producer keys it."""
     environment = load_stage(STAGE).environment_variables
     region = deployed_region()
-    arn = SOURCE_ARN.format(region=region, account=ACCOUNT_ID, name=environment[SOURCE_NAME_VARIABLE])
+    arn = SOURCE_ARN_FORMAT.format(region=region, account=ACCOUNT_ID, name=environment[FEATURES_SOURCE_VARIABLE])
     key_field = producer_key_field(environment)
     groups = [event_group(body, key_field) for body in bodies]
     return {"Records": lambda_records(bodies, groups, arn, region, seed=seed)}

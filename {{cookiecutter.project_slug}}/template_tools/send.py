@@ -1,5 +1,5 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""`make send`: sends feature events to a stage's features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, sample ones or a file's, as producers do.
+"""`make send`: sends feature events to a stage's features queue or stream, sample ones or a file's, as producers do.
 
     python -m template_tools.send --count 10 --stage dev
     python -m template_tools.send --file events.jsonl --stage dev

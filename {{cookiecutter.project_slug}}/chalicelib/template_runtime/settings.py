@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import source
 from .aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 
 
@@ -52,9 +53,8 @@ class TriggerSettings:
     features_source_name: str
     batch_size: int
     batching_window_seconds: int
-{%- if cookiecutter.input_source != "kinesis" %}
-    maximum_concurrency: int
-{%- endif %}
+    # Invocations an SQS trigger may run at once; None for a source without that setting (Kinesis).
+    maximum_concurrency: int | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TriggerSettings:
@@ -64,12 +64,12 @@ class TriggerSettings:
         if not window.isdigit():
             raise SettingsError(f"TRIGGER_BATCHING_WINDOW_SECONDS={window!r} is not a whole number")
         return cls(
-            features_source_name=_required(env, "{{ 'FEATURES_STREAM_NAME' if cookiecutter.input_source == 'kinesis' else 'FEATURES_QUEUE_NAME' }}"),
+            features_source_name=_required(env, source.FEATURES_SOURCE_VARIABLE),
             batch_size=_positive_int(env, "TRIGGER_BATCH_SIZE", 10),
             batching_window_seconds=int(window),
-{%- if cookiecutter.input_source != "kinesis" %}
-            maximum_concurrency=_positive_int(env, "TRIGGER_MAXIMUM_CONCURRENCY", 2),
-{%- endif %}
+            maximum_concurrency=(
+                _positive_int(env, "TRIGGER_MAXIMUM_CONCURRENCY", 2) if source.TRIGGER_HAS_MAXIMUM_CONCURRENCY else None
+            ),
         )
 
 

@@ -23,6 +23,9 @@ from .emulator import Redelivery, ensure_dead_letter_queue
 from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler
 
+# The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
+SOURCE_ARN_FORMAT = "arn:aws:kinesis:{region}:{account}:stream/{name}"
+
 TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"
 # Sent 10 at a time like the SQS sources, so the run paces itself the same way (PutRecords
 # would take 500).

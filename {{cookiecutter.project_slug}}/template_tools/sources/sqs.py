@@ -17,6 +17,9 @@ from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_ENTRIES
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
+# The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
+SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
+
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
 MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES

@@ -22,6 +22,9 @@ from chalicelib.template_runtime.aws_limits import LAMBDA_FIFO_MAX_BATCH_SIZE, S
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
 
+# The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
+SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
+
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
 MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
 

@@ -17,6 +17,11 @@ from typing import Any
 
 from .feature_events import Delivery
 
+# The stage variable naming the stream that triggers the function (TriggerSettings reads it).
+FEATURES_SOURCE_VARIABLE = "FEATURES_STREAM_NAME"
+# Whether the trigger takes TRIGGER_MAXIMUM_CONCURRENCY: a Kinesis one runs one invocation per shard instead.
+TRIGGER_HAS_MAXIMUM_CONCURRENCY = False
+
 ORDERED_BY_GROUP = True
 
 

@@ -7,6 +7,11 @@ from typing import Any
 
 from .feature_events import Delivery
 
+# The stage variable naming the queue that triggers the function (TriggerSettings reads it).
+FEATURES_SOURCE_VARIABLE = "FEATURES_QUEUE_NAME"
+# Whether the trigger takes TRIGGER_MAXIMUM_CONCURRENCY: an SQS event source mapping caps concurrent invocations.
+TRIGGER_HAS_MAXIMUM_CONCURRENCY = True
+
 # A standard queue promises no order, so a failed record never holds back the ones after it.
 ORDERED_BY_GROUP = False
 
