@@ -1,9 +1,10 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""Sends event bodies to a stage's existing features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }} the way producers do, for the operator commands.
+"""Sends event bodies to a stage's existing features queue or stream the way producers do, for the operator commands.
 
-Unlike the local pipeline's EventSender (source.py), it finds a {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }} that already exists (in AWS,
-or in the emulator AWS_ENDPOINT_URL names), splits any number of events into batch calls, and
-reports why each refused event was refused.
+Unlike the local pipeline's EventSender (source.py), it finds a queue or stream that already
+exists (in AWS, or in the emulator AWS_ENDPOINT_URL names), splits any number of events into
+batch calls, and reports why each refused event was refused. The batch call itself is the
+source's (source.StageSender).
 """
 
 from __future__ import annotations
@@ -13,31 +14,37 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-{% if cookiecutter.input_source != "kinesis" -%}
-from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
-{% endif -%}
 from chalicelib.template_runtime.feature_events import is_envelope
 
-# The field producers key events by: {% if cookiecutter.input_source == "kinesis" %}the Kinesis partition key{% elif cookiecutter.input_source == "sqs-fifo" %}the FIFO message group{% else %}a standard queue has no groups, but a redrive
-# to a FIFO or Kinesis source in another project needs one{% endif %}. The producer takes
-# the stage's PARTITION_KEY_FIELD when the stage sets it; this is the project's answer otherwise.
-PARTITION_KEY_FIELD = {{ cookiecutter.partition_key_field | tojson }}
-{%- if cookiecutter.input_source == "kinesis" %}
-# PutRecords takes at most 500 records and 5 MiB per call.
-MAX_EVENTS_PER_CALL = 500
-MAX_BYTES_PER_CALL = 5 * 1024 * 1024
-# A partition key is at most 256 characters.
-MAX_GROUP_CHARS = 256
-{%- else %}
-MAX_EVENTS_PER_CALL = SQS_MAX_BATCH_ENTRIES
-MAX_BYTES_PER_CALL = SQS_MAX_BATCH_BYTES
-# A MessageGroupId is at most 128 characters.
-MAX_GROUP_CHARS = 128
-{%- endif %}
+from .source import PRODUCER_MAX_BYTES_PER_CALL, PRODUCER_MAX_EVENTS_PER_CALL, PRODUCER_MAX_GROUP_CHARS, StageSender
+from .stage import PROJECT_DIR
+
+# The answers the project was generated with; its partition_key_field is the producers' default.
+TEMPLATE_ANSWERS_FILE = PROJECT_DIR / ".template-answers.json"
+
+
+def answered_key_field() -> str:
+    """The project's partition_key_field answer, read from .template-answers.json; empty without one."""
+    try:
+        answers = json.loads(TEMPLATE_ANSWERS_FILE.read_text(encoding="utf-8"))
+        return str(answers["cookiecutter"]["partition_key_field"]).strip()
+    except (OSError, ValueError, KeyError, TypeError):
+        # No answer: producers fall back on each event's event_id.
+        return ""
+
+
+# The field producers key events by: a Kinesis partition key, a FIFO message group (a standard
+# queue has no groups, but a redrive to a FIFO or Kinesis source in another project needs one).
+# The producer takes the stage's PARTITION_KEY_FIELD when the stage sets it; this is the
+# project's answer otherwise. It is read from the answers file rather than set in the stage:
+# a stage's PARTITION_KEY_FIELD makes the handler require the field in every model input.
+PARTITION_KEY_FIELD = answered_key_field()
+MAX_EVENTS_PER_CALL = PRODUCER_MAX_EVENTS_PER_CALL
+MAX_BYTES_PER_CALL = PRODUCER_MAX_BYTES_PER_CALL
+MAX_GROUP_CHARS = PRODUCER_MAX_GROUP_CHARS
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5})
 
 
@@ -46,10 +53,10 @@ class OutgoingEvent:
     """One body to send, byte for byte, and where it goes."""
 
     body: str
-    # {% if cookiecutter.input_source == "kinesis" %}The partition key: a key's events stay on one shard, in order.{% elif cookiecutter.input_source == "sqs-fifo" %}The MessageGroupId: a group's events are handed over in order.{% else %}Not used by a standard queue.{% endif %}
+    # The partition key or MessageGroupId: a key's events stay in order (a standard queue has no groups).
     group: str = ""
     # A FIFO queue's MessageDeduplicationId (SQS drops a message whose id it has seen in the last
-    # 5 minutes); {% if cookiecutter.input_source == "sqs-fifo" %}empty: a hash of the body{% else %}not used by this source{% endif %}.
+    # 5 minutes); empty: a hash of the body. Other sources do not use it.
     deduplication_id: str = ""
 
 
@@ -107,22 +114,14 @@ def _data(body: str) -> bytes:
 
 
 class FeaturesProducer:
-    """Sends to the stage's features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}; never raises for a refusal, reports it."""
+    """Sends to the stage's features queue or stream; never raises for a refusal, reports it."""
 
     def __init__(self, environment: Mapping[str, str]) -> None:
         # What an event without a group of its own is keyed by.
         self.key_field = producer_key_field(environment)
-{%- if cookiecutter.input_source == "kinesis" %}
-        self._kinesis = boto3.client("kinesis", config=_CLIENT_CONFIG)
-        self.name = environment["FEATURES_STREAM_NAME"]
-        # Fails here, with the stream's name, when the stream does not exist.
-        self._kinesis.describe_stream_summary(StreamName=self.name)
-{%- else %}
-        self._sqs = boto3.client("sqs", config=_CLIENT_CONFIG)
-        self.name = environment["FEATURES_QUEUE_NAME"]
-        # Fails here, with the queue's name, when the queue does not exist.
-        self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
-{%- endif %}
+        # Fails here, with the source's name, when the queue or stream does not exist.
+        self._sender = StageSender(environment, _CLIENT_CONFIG)
+        self.name = self._sender.name
 
     def send(self, events: Sequence[OutgoingEvent]) -> list[SendOutcome]:
         """Send every event, in order, and return each one's outcome at its position."""
@@ -138,39 +137,7 @@ class FeaturesProducer:
                     reason = error.response["Error"].get("Code", reason)
                 outcomes.extend(SendOutcome(None, reason) for _ in batch)
         return outcomes
-{%- if cookiecutter.input_source == "kinesis" %}
 
     def _send_call(self, batch: Sequence[OutgoingEvent]) -> list[SendOutcome]:
-        response = self._kinesis.put_records(
-            StreamName=self.name,
-            Records=[
-                {"Data": _data(event.body), "PartitionKey": event.group or event_group(event.body, self.key_field)}
-                for event in batch
-            ],
-        )
-        # The same id the handler sees: the record's eventID.
-        return [
-            SendOutcome(None, f"{entry['ErrorCode']}: {entry.get('ErrorMessage', '')}")
-            if "ErrorCode" in entry
-            else SendOutcome(f"{entry['ShardId']}:{entry['SequenceNumber']}")
-            for entry in response["Records"]
-        ]
-{%- else %}
-
-    def _send_call(self, batch: Sequence[OutgoingEvent]) -> list[SendOutcome]:
-        entries = []
-        for position, event in enumerate(batch):
-            entry = {"Id": str(position), "MessageBody": event.body}
-{%- if cookiecutter.input_source == "sqs-fifo" %}
-            entry["MessageGroupId"] = event.group or event_group(event.body, self.key_field)
-            entry["MessageDeduplicationId"] = event.deduplication_id or hashlib.sha256(event.body.encode()).hexdigest()
-{%- endif %}
-            entries.append(entry)
-        response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-        outcomes = [SendOutcome(None, "not in the response")] * len(batch)
-        for entry in response.get("Successful", []):
-            outcomes[int(entry["Id"])] = SendOutcome(entry["MessageId"])
-        for entry in response.get("Failed", []):
-            outcomes[int(entry["Id"])] = SendOutcome(None, f"{entry['Code']}: {entry.get('Message', '')}")
-        return outcomes
-{%- endif %}
+        sent = self._sender.send_call(batch, lambda body: event_group(body, self.key_field))
+        return [SendOutcome(message_id, error) for message_id, error in sent]

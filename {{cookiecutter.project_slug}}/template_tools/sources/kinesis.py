@@ -15,13 +15,17 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 
 from .emulator import Redelivery, ensure_dead_letter_queue
 from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler
+
+if TYPE_CHECKING:
+    from .features_producer import OutgoingEvent
 
 # The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
 SOURCE_ARN_FORMAT = "arn:aws:kinesis:{region}:{account}:stream/{name}"
@@ -32,6 +36,13 @@ TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"
 MAX_EVENTS_PER_SEND = 10
 # Two shards: two pollers, so local runs show both per-shard order and concurrency.
 LOCAL_SHARD_COUNT = 2
+
+# The operator commands' producer (features_producer.py) splits events into batch calls this big:
+# PutRecords takes at most 500 records and 5 MiB per call.
+PRODUCER_MAX_EVENTS_PER_CALL = 500
+PRODUCER_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+# A partition key is at most 256 characters.
+PRODUCER_MAX_GROUP_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,47 @@ class EventSender:
         )
         return [
             None if "ErrorCode" in entry else f"{entry['ShardId']}:{entry['SequenceNumber']}"
+            for entry in response["Records"]
+        ]
+
+
+class StageSender:
+    """The operator commands' sender (features_producer.py): one batch call to a stage's existing stream.
+
+    Unlike EventSender it finds a stream that already exists (in AWS, or in the emulator
+    AWS_ENDPOINT_URL names) and reports why each refused event was refused.
+    """
+
+    def __init__(self, environment: Mapping[str, str], config: Config) -> None:
+        self._kinesis = boto3.client("kinesis", config=config)
+        self.name = environment["FEATURES_STREAM_NAME"]
+        # Fails here, with the stream's name, when the stream does not exist.
+        self._kinesis.describe_stream_summary(StreamName=self.name)
+
+    def send_call(
+        self, batch: Sequence[OutgoingEvent], event_group: Callable[[str], str]
+    ) -> list[tuple[str | None, str]]:
+        """Send one batch call; each event's (message id, "") or (None, why it was refused), in order.
+
+        `event_group` gives the partition key of an event without a group of its own.
+        """
+        response = self._kinesis.put_records(
+            StreamName=self.name,
+            Records=[
+                # surrogateescape: a body read back from a stream as bytes that are not UTF-8
+                # (see redrive.py) goes out byte for byte.
+                {
+                    "Data": event.body.encode("utf-8", "surrogateescape"),
+                    "PartitionKey": event.group or event_group(event.body),
+                }
+                for event in batch
+            ],
+        )
+        # The same id the handler sees: the record's eventID.
+        return [
+            (None, f"{entry['ErrorCode']}: {entry.get('ErrorMessage', '')}")
+            if "ErrorCode" in entry
+            else (f"{entry['ShardId']}:{entry['SequenceNumber']}", "")
             for entry in response["Records"]
         ]
 

@@ -8,14 +8,18 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 
-from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_ENTRIES
+from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
 
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
+
+if TYPE_CHECKING:
+    from .features_producer import OutgoingEvent
 
 # The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
 SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
@@ -23,6 +27,12 @@ SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
 TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
 MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
+
+# The operator commands' producer (features_producer.py) splits events into batch calls this big.
+PRODUCER_MAX_EVENTS_PER_CALL = SQS_MAX_BATCH_ENTRIES
+PRODUCER_MAX_BYTES_PER_CALL = SQS_MAX_BATCH_BYTES
+# A MessageGroupId is at most 128 characters.
+PRODUCER_MAX_GROUP_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,39 @@ class EventSender:
         for entry in response.get("Successful", []):
             message_ids[int(entry["Id"])] = entry["MessageId"]
         return message_ids
+
+
+class StageSender:
+    """The operator commands' sender (features_producer.py): one batch call to a stage's existing queue.
+
+    Unlike EventSender it finds a queue that already exists (in AWS, or in the emulator
+    AWS_ENDPOINT_URL names) and reports why each refused event was refused.
+    """
+
+    def __init__(self, environment: Mapping[str, str], config: Config) -> None:
+        self._sqs = boto3.client("sqs", config=config)
+        self.name = environment["FEATURES_QUEUE_NAME"]
+        # Fails here, with the queue's name, when the queue does not exist.
+        self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+
+    def send_call(
+        self, batch: Sequence[OutgoingEvent], event_group: Callable[[str], str]
+    ) -> list[tuple[str | None, str]]:
+        """Send one batch call; each event's (message id, "") or (None, why it was refused), in order.
+
+        `event_group` keys an event without a group of its own; a standard queue has no groups, so it is not used.
+        """
+        entries = []
+        for position, event in enumerate(batch):
+            entry = {"Id": str(position), "MessageBody": event.body}
+            entries.append(entry)
+        response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+        outcomes: list[tuple[str | None, str]] = [(None, "not in the response")] * len(batch)
+        for entry in response.get("Successful", []):
+            outcomes[int(entry["Id"])] = (entry["MessageId"], "")
+        for entry in response.get("Failed", []):
+            outcomes[int(entry["Id"])] = (None, f"{entry['Code']}: {entry.get('Message', '')}")
+        return outcomes
 
 
 def local_trigger(
