@@ -1,33 +1,30 @@
 # Maintained by the cookiecutter-sagemaker-streaming template: `cruft update` updates it (README: "Taking a file over").
-"""`make redrive`: moves dead-letter queue messages back to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, or (dry run) shows what is there.
+"""`make redrive`: moves dead-letter messages back to the features queue or stream, or (dry run) shows what is there.
 
     python -m template_tools.redrive --dry-run [--export dead-letters.jsonl] --stage dev
     python -m template_tools.redrive --stage dev
 
-The dry run counts the messages by reason (the handler's error_code, or
-{%- if cookiecutter.input_source == "kinesis" %} "retries exhausted (on-failure
-destination)" for the batches the trigger gave up on{% else %} "redrive (maxReceiveCount)" for
-those the queue's redrive policy moved{% endif %}), shows a few ids of each, and can export them as JSON Lines for
-`make replay`; it moves nothing (the messages it looked at are made visible again at once).
+The dry run counts the messages by reason (the handler's error_code, or the source's reason for
+what the trigger itself dead-lettered: "redrive (maxReceiveCount)" for those a queue's redrive
+policy moved, "retries exhausted (on-failure destination)" for the batches a Kinesis trigger gave
+up on), shows a few ids of each, and can export them as JSON Lines for `make replay`; it moves
+nothing (the messages it looked at are made visible again at once).
 
 Both look only at the messages that were in the dead-letter queue when they started: while the
 pipeline runs, a redriven record that fails again comes back as a new message, and is left for
 the next run (by its SentTimestamp, compared with this machine's clock).
 
-The real run re-sends each message it receives, body byte for byte{% if cookiecutter.input_source == "sqs-fifo" %} and in its message group{% endif %}, and
-deletes it from the dead-letter queue only once the send succeeded: a crash in between sends it
-twice rather than losing it. What could not be sent stays in the dead-letter queue, so running
-the redrive again only retries what is left.
-{%- if cookiecutter.input_source == "sqs-fifo" %} Each message's MessageDeduplicationId is derived from its
-dead-letter message id, so a second run within 5 minutes of a crash does not send it twice.
-{%- endif %}
-{%- if cookiecutter.input_source == "kinesis" %}
+The real run re-sends each message it receives, body byte for byte (in its message group, for a
+FIFO queue), and deletes it from the dead-letter queue only once the send succeeded: a crash in
+between sends it twice rather than losing it. What could not be sent stays in the dead-letter
+queue, so running the redrive again only retries what is left. A FIFO queue's
+MessageDeduplicationId is derived from the dead-letter message id, so a second run within
+5 minutes of a crash does not send it twice.
 
-The trigger's on-failure messages hold no records, only a shard and a range of sequence
-numbers: the redrive reads that range back from the stream and re-puts each record with its
-partition key. A range the stream no longer holds (past its retention) is reported as
-unrecoverable and left in the dead-letter queue.
-{%- endif %}
+What a message stands for is the source's (source.DeadLetterEvents): a Kinesis trigger's
+on-failure messages hold no records, only a shard and a range of sequence numbers, which the
+redrive reads back from the stream and re-puts with their partition keys. A range the stream no
+longer holds (past its retention) is reported as unrecoverable and left in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -44,14 +41,11 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-{%- if cookiecutter.input_source == "kinesis" %}
-from botocore.exceptions import ClientError
-{%- endif %}
 
 from .features_producer import FeaturesProducer, OutgoingEvent, event_group
 from .operator_progress import Progress
 from .operator_stage import operator_environment, run_command, where
-from .source import TRIGGER_DEAD_LETTER_REASON
+from .source import TRIGGER_DEAD_LETTER_REASON, DeadLetterEvents, exports_records
 
 # How long a received message stays hidden from other readers: long enough to re-send it and
 # delete it; a dry run hands its messages back at once when it is done.
@@ -61,11 +55,6 @@ VISIBILITY_TIMEOUT_SECONDS = 300
 RECEIVE_WAIT_SECONDS = 1
 # Ids shown per reason in a dry run.
 SAMPLE_IDS = 5
-{%- if cookiecutter.input_source == "kinesis" %}
-# GetRecords calls that may come back empty (Kinesis can answer empty while records follow)
-# before a range counts as not in the stream.
-MAX_EMPTY_READS = 20
-{%- endif %}
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ class DeadLetter:
     reason: str
     # When SQS took it into the dead-letter queue, in epoch milliseconds.
     sent_at_ms: int
-    # What goes back to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}; empty when it cannot (see `unrecoverable`).
+    # What goes back to the features queue or stream; empty when it cannot (see `unrecoverable`).
     events: tuple[OutgoingEvent, ...]
     unrecoverable: str = ""
 
@@ -165,9 +154,7 @@ class DeadLetterQueue:
         self.name = environment["DEAD_LETTER_QUEUE_NAME"]
         self.url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
         self._wait_seconds = wait_seconds
-{%- if cookiecutter.input_source == "kinesis" %}
-        self._stream = _StreamRange(environment["FEATURES_STREAM_NAME"])
-{%- endif %}
+        self._events = DeadLetterEvents(environment)
 
     def approximate_depth(self) -> int:
         attributes = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"])
@@ -227,19 +214,10 @@ class DeadLetterQueue:
         body = message["Body"]
         group = message.get("Attributes", {}).get("MessageGroupId", "")
         reason = attributes.get("error_code") or TRIGGER_DEAD_LETTER_REASON
-        events: tuple[OutgoingEvent, ...] = ()
-        unrecoverable = ""
-{%- if cookiecutter.input_source == "kinesis" %}
-        batch_info = None if "error_code" in attributes else _kinesis_batch_info(body)
-        if batch_info is not None:
-            events, unrecoverable = self._stream.read(batch_info)
-        else:
-            events = (OutgoingEvent(body, event_group(body)),)
-{%- else %}
-        # The same deduplication id every time this message is redriven, and never the
-        # original's: a crashed run's resend is not taken twice, the first resend not dropped.
-        events = (OutgoingEvent(body, group or event_group(body), f"redrive-{message['MessageId']}"),)
-{%- endif %}
+        resent, unrecoverable = self._events.read(
+            message["MessageId"], body, group, attributes.get("error_code"), event_group
+        )
+        events = tuple(OutgoingEvent(*event) for event in resent)
         return DeadLetter(
             message_id=message["MessageId"],
             receipt_handle=message["ReceiptHandle"],
@@ -251,75 +229,15 @@ class DeadLetterQueue:
             events=events,
             unrecoverable=unrecoverable,
         )
-{%- if cookiecutter.input_source == "kinesis" %}
-
-
-def _kinesis_batch_info(body: str) -> dict[str, Any] | None:
-    """The KinesisBatchInfo of a trigger's on-failure message; None for any other body."""
-    try:
-        info = json.loads(body).get("KinesisBatchInfo")
-    except (ValueError, AttributeError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
-class _StreamRange:
-    """Reads a range of a shard's records back from the features stream."""
-
-    def __init__(self, stream_name: str) -> None:
-        self._kinesis = boto3.client("kinesis")
-        self._stream_name = stream_name
-
-    def read(self, batch_info: Mapping[str, Any]) -> tuple[tuple[OutgoingEvent, ...], str]:
-        """The records from startSequenceNumber to endSequenceNumber, or () and why they cannot be read."""
-        try:
-            shard_id = str(batch_info["shardId"])
-            first, last = int(batch_info["startSequenceNumber"]), int(batch_info["endSequenceNumber"])
-            expected = int(batch_info.get("batchSize", 0))
-        except (KeyError, TypeError, ValueError):
-            return (), "the on-failure message names no shard and sequence range"
-        try:
-            records = self._records(shard_id, str(first), last)
-        except ClientError as error:
-            return (), f"cannot read {shard_id} from {first}: {error.response['Error'].get('Code')} (past retention?)"
-        # A range that starts later than asked, or is short, lost records to retention.
-        if not records or int(records[0]["SequenceNumber"]) != first or (expected and len(records) != expected):
-            return (), f"the stream no longer holds all of {shard_id} {first}..{last} (past retention)"
-        return tuple(
-            OutgoingEvent(record["Data"].decode("utf-8", "surrogateescape"), record["PartitionKey"])
-            for record in records
-        ), ""
-
-    def _records(self, shard_id: str, first: str, last: int) -> list[dict[str, Any]]:
-        iterator = self._kinesis.get_shard_iterator(
-            StreamName=self._stream_name,
-            ShardId=shard_id,
-            ShardIteratorType="AT_SEQUENCE_NUMBER",
-            StartingSequenceNumber=first,
-        )["ShardIterator"]
-        records: list[dict[str, Any]] = []
-        empty_reads = 0
-        while iterator and empty_reads < MAX_EMPTY_READS:
-            response = self._kinesis.get_records(ShardIterator=iterator)
-            for record in response["Records"]:
-                if int(record["SequenceNumber"]) > last:
-                    return records
-                records.append(record)
-            if not response["Records"]:
-                if response.get("MillisBehindLatest", 0) == 0:
-                    break
-                empty_reads += 1
-            iterator = response.get("NextShardIterator")
-        return records
-{%- endif %}
 
 
 def inspect(queue: DeadLetterQueue) -> Inspection:
-    """Look at every message once, then make them all visible again; moves nothing.{% if cookiecutter.input_source == "sqs-fifo" %}
+    """Look at every message once, then make them all visible again; moves nothing.
 
     A FIFO queue hides a group's later messages while its earlier ones are being looked at, so
-    a group with more than 10 messages shows its first ones only (the count says how many SQS holds).
-    {% endif %}"""
+    there a group with more than 10 messages shows its first ones only (the count says how many
+    SQS holds).
+    """
     inspection = Inspection(approximate_depth=queue.approximate_depth())
     seen: set[str] = set()
     try:
@@ -385,14 +303,13 @@ def export(messages: Sequence[DeadLetter], path: Path) -> None:
     """Write the messages as JSON Lines {"message_id", "body", "attributes", "group"}."""
     with path.open("w", encoding="utf-8") as stream:
         for message in messages:
-{%- if cookiecutter.input_source == "kinesis" %}
-            # An on-failure message stands for stream records: export those, so a replay sends events.
-            if message.events and _kinesis_batch_info(message.body) is not None:
+            # A message that stands for other records (a Kinesis on-failure message): export
+            # those, so a replay sends events.
+            if message.events and exports_records(message.body):
                 for event in message.events:
                     record = dict(message.export_record(), body=event.body, group=event.group)
                     stream.write(json.dumps(record) + "\n")
                 continue
-{%- endif %}
             stream.write(json.dumps(message.export_record()) + "\n")
 
 

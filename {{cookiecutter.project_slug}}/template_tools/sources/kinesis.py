@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .emulator import Redelivery, ensure_dead_letter_queue
 from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
@@ -43,6 +44,9 @@ PRODUCER_MAX_EVENTS_PER_CALL = 500
 PRODUCER_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 # A partition key is at most 256 characters.
 PRODUCER_MAX_GROUP_CHARS = 256
+# GetRecords calls that may come back empty (Kinesis can answer empty while records follow)
+# before a range the redrive reads back counts as not in the stream.
+REDRIVE_MAX_EMPTY_READS = 20
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,93 @@ class StageSender:
             else (f"{entry['ShardId']}:{entry['SequenceNumber']}", "")
             for entry in response["Records"]
         ]
+
+
+class DeadLetterEvents:
+    """What the redrive (redrive.py) sends back to the features stream for a dead-letter message.
+
+    The trigger's on-failure messages hold no records, only a shard and a range of sequence
+    numbers: the redrive reads that range back from the stream and re-puts each record with its
+    partition key. A range the stream no longer holds (past its retention) is reported as
+    unrecoverable and left in the dead-letter queue.
+    """
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self._stream = _StreamRange(environment["FEATURES_STREAM_NAME"])
+
+    def read(
+        self, message_id: str, body: str, group: str, error_code: str | None, event_group: Callable[[str], str]
+    ) -> tuple[list[tuple[str, str, str]], str]:
+        """Each event's (body, group, deduplication id), and why none can be sent ("" when they can)."""
+        del message_id, group
+        # A record the handler dead-lettered (it has an error_code) is an event itself.
+        batch_info = None if error_code is not None else _kinesis_batch_info(body)
+        if batch_info is None:
+            return [(body, event_group(body), "")], ""
+        return self._stream.read(batch_info)
+
+
+def exports_records(body: str) -> bool:
+    """Whether a dead-letter export writes the events a message stands for rather than its body:
+    an on-failure message stands for stream records, so a replay sends events."""
+    return _kinesis_batch_info(body) is not None
+
+
+def _kinesis_batch_info(body: str) -> dict[str, Any] | None:
+    """The KinesisBatchInfo of a trigger's on-failure message; None for any other body."""
+    try:
+        info = json.loads(body).get("KinesisBatchInfo")
+    except (ValueError, AttributeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class _StreamRange:
+    """Reads a range of a shard's records back from the features stream."""
+
+    def __init__(self, stream_name: str) -> None:
+        self._kinesis = boto3.client("kinesis")
+        self._stream_name = stream_name
+
+    def read(self, batch_info: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], str]:
+        """The records from startSequenceNumber to endSequenceNumber, or [] and why they cannot be read."""
+        try:
+            shard_id = str(batch_info["shardId"])
+            first, last = int(batch_info["startSequenceNumber"]), int(batch_info["endSequenceNumber"])
+            expected = int(batch_info.get("batchSize", 0))
+        except (KeyError, TypeError, ValueError):
+            return [], "the on-failure message names no shard and sequence range"
+        try:
+            records = self._records(shard_id, str(first), last)
+        except ClientError as error:
+            return [], f"cannot read {shard_id} from {first}: {error.response['Error'].get('Code')} (past retention?)"
+        # A range that starts later than asked, or is short, lost records to retention.
+        if not records or int(records[0]["SequenceNumber"]) != first or (expected and len(records) != expected):
+            return [], f"the stream no longer holds all of {shard_id} {first}..{last} (past retention)"
+        events = [(record["Data"].decode("utf-8", "surrogateescape"), record["PartitionKey"], "") for record in records]
+        return events, ""
+
+    def _records(self, shard_id: str, first: str, last: int) -> list[dict[str, Any]]:
+        iterator = self._kinesis.get_shard_iterator(
+            StreamName=self._stream_name,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=first,
+        )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        empty_reads = 0
+        while iterator and empty_reads < REDRIVE_MAX_EMPTY_READS:
+            response = self._kinesis.get_records(ShardIterator=iterator)
+            for record in response["Records"]:
+                if int(record["SequenceNumber"]) > last:
+                    return records
+                records.append(record)
+            if not response["Records"]:
+                if response.get("MillisBehindLatest", 0) == 0:
+                    break
+                empty_reads += 1
+            iterator = response.get("NextShardIterator")
+        return records
 
 
 def local_trigger(

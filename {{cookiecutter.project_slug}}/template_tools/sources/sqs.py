@@ -119,6 +119,30 @@ class StageSender:
         return outcomes
 
 
+class DeadLetterEvents:
+    """What the redrive (redrive.py) sends back to the features queue for a dead-letter message."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        # A queue's dead letters carry their bodies: nothing else to read them from.
+        del environment
+
+    def read(
+        self, message_id: str, body: str, group: str, error_code: str | None, event_group: Callable[[str], str]
+    ) -> tuple[list[tuple[str, str, str]], str]:
+        """Each event's (body, group, deduplication id), and why none can be sent ("" when they can)."""
+        del error_code
+        # The same deduplication id every time this message is redriven, and never the
+        # original's: a crashed run's resend is not taken twice, the first resend not dropped.
+        return [(body, group or event_group(body), f"redrive-{message_id}")], ""
+
+
+def exports_records(body: str) -> bool:
+    """Whether a dead-letter export writes the events a message stands for rather than its body:
+    never for a queue, whose dead letters are the events themselves."""
+    del body
+    return False
+
+
 def local_trigger(
     handler: Handler,
     source: FeaturesSource,
