@@ -32,9 +32,15 @@ from .configuration import load_settings
 from .names import STACK_ARN_PREFIX, endpoint_arn_name
 from .queues import DEAD_LETTER_QUEUE
 from .settings import DeploySettings
-{%- if cookiecutter.xray_tracing == "active" %}
-from .tracing import tracing_statement
-{%- endif %}
+
+try:
+    from .tracing import tracing_statement
+except ModuleNotFoundError as missing:
+    # deploy/tracing.py exists only in a project with X-Ray tracing active: without it the
+    # functions send no traces, and their policy grants nothing for X-Ray.
+    if missing.name != f"{__package__}.tracing":
+        raise
+    tracing_statement = None
 
 
 class StackArns:
@@ -95,9 +101,7 @@ def function_policy(settings: DeploySettings, arns: ArnSource) -> dict[str, Any]
                 "Resource": [arns.endpoint(settings.endpoint.name)],
             },
             log_statement(settings.function_name, arns),
-{%- if cookiecutter.xray_tracing == "active" %}
-            tracing_statement(),
-{%- endif %}
+            *([tracing_statement()] if tracing_statement else []),
         ],
     }
 

@@ -14,14 +14,20 @@ from typing import Any
 from . import destination, source
 from .merge_template import FUNCTION
 from .settings import RUNTIMES, DeploySettings
-{%- if cookiecutter.xray_tracing == "active" %}
-from .tracing import TRACING_ACTIONS
-{%- endif %}
+
+try:
+    from .tracing import TRACING_ACTIONS
+except ModuleNotFoundError as missing:
+    # deploy/tracing.py exists only in a project with X-Ray tracing active: without it no X-Ray
+    # action is allowed on "*".
+    if missing.name != f"{__package__}.tracing":
+        raise
+    TRACING_ACTIONS = frozenset()
 
 # Actions without resource-level permissions, which may use "*"; the source's and destination's
 # modules say why they need each (the SageMaker execution role in deploy/execution_role.py has
 # two more, outside the stack).
-WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS{% if cookiecutter.xray_tracing == "active" %} | TRACING_ACTIONS{% endif %}
+WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS | TRACING_ACTIONS
 # Log streams live under their group: `log-group:NAME:*` names one group's streams only.
 LOG_STREAM_SUFFIX = ":*"
 
