@@ -9,18 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .destination import PUBLISH_LIMIT_PER_1000, PUBLISH_TARGET
+
 HANDLER_LABELS = {"batch": "batch mode", "per_record": "per-record mode", "naive": "naive (Sagify-like)"}
 MAX_PACKAGE_BYTES = 2_000_000
-{%- if cookiecutter.output_destination == "dynamodb" %}
-# DynamoDB's batch write (BatchWriteItem) takes no condition, and only a conditional write keeps
-# the newest prediction of each key: one PutItem per prediction, and no more.
-PUBLISH_LIMIT_PER_1000 = 1000
-PUBLISH_TARGET = "<= 1,000: one PutItem each (both modes)"
-{%- else %}
-# One batch call per batch of 10 records, and a little room for a batch split by size.
-PUBLISH_LIMIT_PER_1000 = 110
-PUBLISH_TARGET = "<= 110 (both modes)"
-{%- endif %}
 
 Results = dict[str, Any]
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import boto3
 
-from .destination import refuse_predictions
+from .destination import PUBLISH_OPERATION, refuse_predictions
 from .endpoint_server import Fault, LocalEndpoint
 from .lambda_trigger import Handler
 from .local_pipeline import (
@@ -99,8 +99,6 @@ EVENTS_PER_OUTAGE = 2500
 APP_HANDLER = "app:handle_feature_events"
 # A killed invocation's child is killed at once; this only bounds an orphan whose parent died.
 ORPHAN_SECONDS = 300
-# The call that publishes predictions: the kill point "publishing" strikes after the first one.
-PUBLISH_OPERATION = "{{ {"sqs": "sqs.SendMessageBatch", "sns": "sns.PublishBatch", "kinesis": "kinesis.PutRecords", "dynamodb": "dynamodb.PutItem"}[cookiecutter.output_destination] }}"
 
 log = logging.getLogger(__name__)
 

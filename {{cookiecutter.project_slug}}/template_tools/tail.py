@@ -4,27 +4,9 @@
     python -m template_tools.tail --stage dev [--limit 20]
 
 Each line: prediction time, message id, model version, and the prediction cut to fit one line.
-{%- if cookiecutter.output_destination == "sqs" %}
 
-The predictions queue has one reader: tail TAKES THE PREDICTIONS IT SHOWS OFF THE QUEUE (it
-receives and deletes them), so the consumer never gets them. Against AWS it refuses to start
-unless given --consume (`make tail CONSUME=1`): tail a dev stage, or one no consumer reads yet;
-never a queue a team depends on. Against the emulator (LOCAL=1) it needs no flag.
-{%- elif cookiecutter.output_destination == "sns" %}
-
-Tail reads its own queue, <topic>-tail, subscribed to the topic (it creates and subscribes it on
-first use), so the topic's subscribers still get every prediction. The queue keeps collecting
-predictions between tails (SQS keeps them 4 days): the first lines may be old ones. Delete the
-queue when nobody tails any more.
-{%- elif cookiecutter.output_destination == "kinesis" %}
-
-Tail reads every shard from its latest record on, like any other stream reader: the consumers
-still get every prediction.
-{%- else %}
-
-Tail follows the table's stream (NEW_IMAGE) from its latest record on: it shows each stored
-prediction, not those a newer prediction of the same key superseded. It reads only.
-{%- endif %}
+What tail does to the predictions it shows (whether it takes them away from the consumers, where
+it reads from) depends on the destination: its --help says, from destination.py's TAIL_NOTE.
 """
 
 from __future__ import annotations
@@ -35,16 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-{% if cookiecutter.output_destination == "sns" -%}
-from .destination import PredictionReader, create_destination
-{%- else -%}
-from .destination import PredictionReader
-{%- endif %}
-{% if cookiecutter.output_destination == "sqs" -%}
-from .operator_stage import on_emulator, operator_environment, run_command, where
-{%- else -%}
+from .destination import TAIL_NOTE, PredictionReader, add_tail_options, prepare_tail, tail_refusal
 from .operator_stage import operator_environment, run_command, where
-{%- endif %}
 
 # The prediction is cut to this many characters so each envelope stays on one line.
 SUMMARY_CHARS = 100
@@ -86,35 +60,23 @@ def follow(reader: PredictionReader, out: TextIO, limit: int | None, wait_second
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=f"{__doc__}\n{TAIL_NOTE}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stage", default="dev", help="Chalice stage whose predictions to follow (default dev)")
     parser.add_argument(
         "--limit", type=int, help="stop once this many predictions are shown (default: run until Ctrl-C)"
     )
-{%- if cookiecutter.output_destination == "sqs" %}
-    parser.add_argument(
-        "--consume",
-        action="store_true",
-        help="take the predictions shown off the queue (needed against AWS: the consumer never gets them)",
-    )
-{%- endif %}
+    add_tail_options(parser)
     args = parser.parse_args(argv)
-{%- if cookiecutter.output_destination == "sqs" %}
-    if not args.consume and not on_emulator():
-        print(
-            "error: tail takes the predictions it shows off the queue, so its consumer never gets them; "
-            "on a queue no consumer reads (a dev stage), run `make tail CONSUME=1`",
-            file=sys.stderr,
-        )
+    refusal = tail_refusal(args)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
         return 2
-{%- endif %}
 
     def command() -> int:
         environment = operator_environment(args.stage)
-{%- if cookiecutter.output_destination == "sns" %}
-        # Creates the tail queue and its subscription if they are missing; the topic exists already.
-        create_destination(environment)
-{%- endif %}
+        prepare_tail(environment)
         reader = PredictionReader(environment)
         print(f"following predictions ({where()}); Ctrl-C to stop", file=sys.stderr)
         follow(reader, sys.stdout, args.limit)

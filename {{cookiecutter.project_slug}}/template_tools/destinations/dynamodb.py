@@ -8,6 +8,7 @@ whichever emulator that names.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,19 @@ MESSAGE_ID_ATTRIBUTE = "message_id"
 _LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE})
 # How often the reader asks again while it waits for records.
 POLL_INTERVAL_SECONDS = 0.1
+# The call that publishes predictions (service.Operation, as botocore names its events): the
+# fault plan's kill point "publishing" strikes after the first one.
+PUBLISH_OPERATION = "dynamodb.PutItem"
+# The benchmark's publish target: DynamoDB's batch write (BatchWriteItem) takes no condition, and
+# only a conditional write keeps the newest prediction of each key: one PutItem per prediction,
+# and no more.
+PUBLISH_LIMIT_PER_1000 = 1000
+PUBLISH_TARGET = "<= 1,000: one PutItem each (both modes)"
+# What `make tail` does to the predictions it shows, printed in its --help (tail.py).
+TAIL_NOTE = """\
+Tail follows the table's stream (NEW_IMAGE) from its latest record on: it shows each stored
+prediction, not those a newer prediction of the same key superseded. It reads only.
+"""
 
 
 def create_destination(environment: Mapping[str, str]) -> None:
@@ -169,3 +183,16 @@ def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, st
         )
 
     return publish
+
+
+def add_tail_options(parser: argparse.ArgumentParser) -> None:
+    """`make tail` needs no option of its own here: it takes nothing away from the consumers."""
+
+
+def tail_refusal(args: argparse.Namespace) -> str | None:
+    """Tail may always start here (None): it takes nothing away from the consumers."""
+    return None
+
+
+def prepare_tail(environment: Mapping[str, str]) -> None:
+    """Nothing to set up: tail reads the table's stream itself."""

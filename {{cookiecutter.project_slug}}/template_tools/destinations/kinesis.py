@@ -7,6 +7,7 @@ against whichever emulator that names.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,18 @@ from .sink_faults import KINESIS_PUT_RECORDS, refuse_batch_entries
 SHARD_COUNT = 2
 # How often the reader asks again while it waits for records.
 POLL_INTERVAL_SECONDS = 0.1
+# The call that publishes predictions (service.Operation, as botocore names its events): the
+# fault plan's kill point "publishing" strikes after the first one.
+PUBLISH_OPERATION = "kinesis.PutRecords"
+# The benchmark's publish target: one batch call per batch of 10 records, and a little room for a
+# batch split by size.
+PUBLISH_LIMIT_PER_1000 = 110
+PUBLISH_TARGET = "<= 110 (both modes)"
+# What `make tail` does to the predictions it shows, printed in its --help (tail.py).
+TAIL_NOTE = """\
+Tail reads every shard from its latest record on, like any other stream reader: the consumers
+still get every prediction.
+"""
 
 
 def create_destination(environment: Mapping[str, str]) -> None:
@@ -104,3 +117,16 @@ def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, st
         kinesis.put_record(StreamName=stream_name, Data=prediction.encode(), PartitionKey=key)
 
     return publish
+
+
+def add_tail_options(parser: argparse.ArgumentParser) -> None:
+    """`make tail` needs no option of its own here: it takes nothing away from the consumers."""
+
+
+def tail_refusal(args: argparse.Namespace) -> str | None:
+    """Tail may always start here (None): it takes nothing away from the consumers."""
+    return None
+
+
+def prepare_tail(environment: Mapping[str, str]) -> None:
+    """Nothing to set up: tail reads the stream's shards itself."""

@@ -9,6 +9,7 @@ emulator through AWS_ENDPOINT_URL (see emulator.py).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -23,6 +24,20 @@ from .sink_faults import SNS_PUBLISH_BATCH, refuse_batch_entries
 
 # SQS long polls for at most 20 seconds and returns at most 10 messages per receive.
 MAX_WAIT_SECONDS = 20
+# The call that publishes predictions (service.Operation, as botocore names its events): the
+# fault plan's kill point "publishing" strikes after the first one.
+PUBLISH_OPERATION = "sns.PublishBatch"
+# The benchmark's publish target: one batch call per batch of 10 records, and a little room for a
+# batch split by size.
+PUBLISH_LIMIT_PER_1000 = 110
+PUBLISH_TARGET = "<= 110 (both modes)"
+# What `make tail` does to the predictions it shows, printed in its --help (tail.py).
+TAIL_NOTE = """\
+Tail reads its own queue, <topic>-tail, subscribed to the topic (it creates and subscribes it on
+first use), so the topic's subscribers still get every prediction. The queue keeps collecting
+predictions between tails (SQS keeps them 4 days): the first lines may be old ones. Delete the
+queue when nobody tails any more.
+"""
 
 
 def tail_queue_name(topic_name: str) -> str:
@@ -119,3 +134,17 @@ def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, st
         sns.publish(TopicArn=topic_arn, Message=prediction)
 
     return publish
+
+
+def add_tail_options(parser: argparse.ArgumentParser) -> None:
+    """`make tail` needs no option of its own here: it takes nothing away from the consumers."""
+
+
+def tail_refusal(args: argparse.Namespace) -> str | None:
+    """Tail may always start here (None): it takes nothing away from the consumers."""
+    return None
+
+
+def prepare_tail(environment: Mapping[str, str]) -> None:
+    """Create the tail queue and its subscription if they are missing; the topic exists already."""
+    create_destination(environment)

@@ -7,6 +7,7 @@ against whichever emulator that names.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -17,10 +18,25 @@ import boto3
 
 from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_ENTRIES
 
+from .operator_stage import on_emulator
 from .sink_faults import refuse_send_entries
 
 # SQS long polls for at most 20 seconds and returns at most 10 messages per receive.
 MAX_WAIT_SECONDS = 20
+# The call that publishes predictions (service.Operation, as botocore names its events): the
+# fault plan's kill point "publishing" strikes after the first one.
+PUBLISH_OPERATION = "sqs.SendMessageBatch"
+# The benchmark's publish target: one batch call per batch of 10 records, and a little room for a
+# batch split by size.
+PUBLISH_LIMIT_PER_1000 = 110
+PUBLISH_TARGET = "<= 110 (both modes)"
+# What `make tail` does to the predictions it shows, printed in its --help (tail.py).
+TAIL_NOTE = """\
+The predictions queue has one reader: tail TAKES THE PREDICTIONS IT SHOWS OFF THE QUEUE (it
+receives and deletes them), so the consumer never gets them. Against AWS it refuses to start
+unless given --consume (`make tail CONSUME=1`): tail a dev stage, or one no consumer reads yet;
+never a queue a team depends on. Against the emulator (LOCAL=1) it needs no flag.
+"""
 
 
 def create_destination(environment: Mapping[str, str]) -> None:
@@ -94,3 +110,27 @@ def single_record_publisher(environment: Mapping[str, str]) -> Callable[[str, st
         sqs.send_message(QueueUrl=queue_url, MessageBody=prediction, **fifo)
 
     return publish
+
+
+def add_tail_options(parser: argparse.ArgumentParser) -> None:
+    """`make tail`'s --consume: tail takes what it shows off the queue, so against AWS it must be asked for."""
+    parser.add_argument(
+        "--consume",
+        action="store_true",
+        help="take the predictions shown off the queue (needed against AWS: the consumer never gets them)",
+    )
+
+
+def tail_refusal(args: argparse.Namespace) -> str | None:
+    """Why `make tail` must not start, or None: against AWS, without --consume, it would take the
+    consumer's predictions."""
+    if args.consume or on_emulator():
+        return None
+    return (
+        "tail takes the predictions it shows off the queue, so its consumer never gets them; "
+        "on a queue no consumer reads (a dev stage), run `make tail CONSUME=1`"
+    )
+
+
+def prepare_tail(environment: Mapping[str, str]) -> None:
+    """Nothing to set up: tail reads the predictions queue itself."""
