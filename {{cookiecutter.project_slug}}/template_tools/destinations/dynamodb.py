@@ -88,6 +88,8 @@ class PredictionReader:
             )["ShardIterator"]
             for shard in shards
         }
+        # Shard id -> the sequence number of the last record read from it.
+        self._last_sequence: dict[str, int] = {}
 
     def read(self, wait_seconds: float = 0) -> list[dict[str, Any]]:
         """The envelopes stored since the last read; waits up to `wait_seconds` for some.
@@ -126,20 +128,32 @@ class PredictionReader:
         for shard_id, iterator in list(self._positions.items()):
             while True:
                 response = self._streams.get_records(ShardIterator=iterator)
+                # Only records past the last one read. moto numbers a stream record by the
+                # shard's length when it is written, so two writes at once can share a number,
+                # and its next iterator then hands the last record out again on every call: a
+                # reader that stopped only at an empty page never stopped.
+                seen = self._last_sequence.get(shard_id, -1)
+                fresh = [record for record in response["Records"] if _sequence(record) > seen]
                 envelopes.extend(
                     json.loads(record["dynamodb"]["NewImage"][ENVELOPE_ATTRIBUTE]["S"])
-                    for record in response["Records"]
+                    for record in fresh
                     # TTL deletions (REMOVE) carry no new image.
                     if record["eventName"] in ("INSERT", "MODIFY")
                 )
+                if fresh:
+                    self._last_sequence[shard_id] = max(_sequence(record) for record in fresh)
                 iterator = response.get("NextShardIterator")
-                if not response["Records"] or iterator is None:
+                if not fresh or iterator is None:
                     break
             if iterator is None:
                 del self._positions[shard_id]
             else:
                 self._positions[shard_id] = iterator
         return envelopes
+
+
+def _sequence(record: dict[str, Any]) -> int:
+    return int(record["dynamodb"]["SequenceNumber"])
 
 
 def refuse_predictions(events: Any, refuse: Callable[[dict[str, str]], bool]) -> AbstractContextManager[None]:
