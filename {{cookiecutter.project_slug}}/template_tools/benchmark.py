@@ -26,16 +26,16 @@ from typing import Any, TextIO
 from .api_call_counter import ApiCallCounter
 from .benchmark_report import HANDLER_LABELS, judge, plot_latency, render_table, write_json
 from .deployment_footprint import build_package, measure_cold_start, unpack
-from .destination import PredictionReader, create_destination
+from .destination import DESTINATION_LABEL, PUBLISH_API, PredictionReader, create_destination
 from .emulator import REGION, Redelivery, local_aws_environment
 from .endpoint_process import EndpointProcess
 from .handler_bench import HANDLERS, PER_RECORD_CONCURRENCY, REFERENCE_BATCH_SIZE, HandlerBench, HandlerFigures
 from .lambda_trigger import FunctionConfiguration
 from .local_pipeline import cold_started_handler, handler_log, model_input_schema_path
 from .model_samples import SamplesError, load_samples
-from .source import create_source
+from .source import CEILING_PATH, SOURCE_LABEL, create_source
 from .stage import PROJECT_DIR, load_stage, patched_environ, stage_environment
-from .throughput_bench import CEILING_PATH, QUEUE_HOPS, measure_throughput
+from .throughput_bench import QUEUE_HOPS, measure_throughput
 
 METHOD = """\
 How these figures are made (one process drives the handlers; moto and the endpoint run in
@@ -60,10 +60,6 @@ child processes so their CPU is not the handler's):
   shallow {ceiling_path}
   (each event makes two hops; the destination's is taken to cost the same)."""
 
-SOURCE = "{{ {"sqs": "SQS standard queue trigger", "sqs-fifo": "SQS FIFO queue trigger", "kinesis": "Kinesis stream trigger"}[cookiecutter.input_source] }}"
-DESTINATION = "{{ {"sqs": "predictions queue (SQS)", "sns": "predictions topic (SNS)", "kinesis": "predictions stream (Kinesis)", "dynamodb": "predictions table (DynamoDB)"}[cookiecutter.output_destination] }}"
-# The handler's publishing API, and the naive handler's.
-PUBLISH_API = "{{ {"sqs": "SendMessageBatch vs SendMessage", "sns": "PublishBatch vs Publish", "kinesis": "PutRecords vs PutRecord", "dynamodb": "conditional PutItem vs unconditional PutItem"}[cookiecutter.output_destination] }}"
 
 # The services the benchmark's pipeline uses, whose own endpoint variables would take them
 # away from the benchmark's emulator.
@@ -330,8 +326,8 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = sys.stderr) 
             concurrency=results["endpoint_concurrency"],
             per_record_concurrency=options.endpoint_concurrency or PER_RECORD_CONCURRENCY,
             reference=REFERENCE_BATCH_SIZE,
-            source=SOURCE,
-            destination=DESTINATION,
+            source=SOURCE_LABEL,
+            destination=DESTINATION_LABEL,
             publish_api=PUBLISH_API,
             ceiling_path=CEILING_PATH,
         )

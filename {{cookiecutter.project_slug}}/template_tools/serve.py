@@ -6,7 +6,7 @@
 Where `make local` is one self-contained run, this keeps the handler (app.py, cold-started as
 Lambda would), the local endpoint and the Lambda-like trigger running against the emulator that
 AWS_ENDPOINT_URL names (`make emulator` in another terminal, then LOCAL=1). It creates the stage's
-features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, dead-letter queue and predictions {{ {"sqs": "queue", "sns": "topic", "kinesis": "stream", "dynamodb": "table"}[cookiecutter.output_destination] }} there first, so `make send`, `make tail`
+features source, dead-letter queue and predictions destination there first, so `make send`, `make tail`
 and `make redrive` (with LOCAL=1) work on them as they would on a deployed stage.
 """
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from .local_pipeline import EXERCISE_TRIGGER_LIMITS, run_local_pipeline
 from .source import send_receive_ceiling
 
-# Every event makes two hops (into the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }} and out of it, then into the
-# predictions {{ {"sqs": "queue", "sns": "topic", "kinesis": "stream", "dynamodb": "table"}[cookiecutter.output_destination] }} and out of it), so the fastest any pipeline can go on this emulator is the
-# one-hop ceiling divided by two. The ceiling is measured on the features source's path; the
-# destination's hop is taken to cost the same.
+# Every event makes two hops (into the features source and out of it, then into the predictions
+# destination and out of it), so the fastest any pipeline can go on this emulator is the one-hop
+# ceiling divided by two. The ceiling is measured on the features source's path (the source
+# variant's CEILING_PATH); the destination's hop is taken to cost the same.
 QUEUE_HOPS = 2
-CEILING_PATH = "{{ {"sqs": "SQS standard queue: SendMessageBatch, ReceiveMessage, DeleteMessageBatch", "sqs-fifo": "SQS FIFO queue: SendMessageBatch, ReceiveMessage, DeleteMessageBatch", "kinesis": "Kinesis stream: PutRecords, GetRecords"}[cookiecutter.input_source] }}"
 
 
 @dataclass(frozen=True)

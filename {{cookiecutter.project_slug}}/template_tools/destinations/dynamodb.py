@@ -30,6 +30,9 @@ _LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVE
 POLL_INTERVAL_SECONDS = 0.1
 # The call that publishes predictions (service.Operation, as botocore names its events): the
 # fault plan's kill point "publishing" strikes after the first one.
+# How the benchmark names this destination, and the handler's publishing API beside the naive handler's.
+DESTINATION_LABEL = "predictions table (DynamoDB)"
+PUBLISH_API = "conditional PutItem vs unconditional PutItem"
 PUBLISH_OPERATION = "dynamodb.PutItem"
 # The benchmark's publish target: DynamoDB's batch write (BatchWriteItem) takes no condition, and
 # only a conditional write keeps the newest prediction of each key: one PutItem per prediction,

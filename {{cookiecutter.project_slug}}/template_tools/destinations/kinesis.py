@@ -24,6 +24,9 @@ SHARD_COUNT = 2
 POLL_INTERVAL_SECONDS = 0.1
 # The call that publishes predictions (service.Operation, as botocore names its events): the
 # fault plan's kill point "publishing" strikes after the first one.
+# How the benchmark names this destination, and the handler's publishing API beside the naive handler's.
+DESTINATION_LABEL = "predictions stream (Kinesis)"
+PUBLISH_API = "PutRecords vs PutRecord"
 PUBLISH_OPERATION = "kinesis.PutRecords"
 # The benchmark's publish target: one batch call per batch of 10 records, and a little room for a
 # batch split by size.

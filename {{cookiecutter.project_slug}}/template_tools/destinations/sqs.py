@@ -25,6 +25,9 @@ from .sink_faults import refuse_send_entries
 MAX_WAIT_SECONDS = 20
 # The call that publishes predictions (service.Operation, as botocore names its events): the
 # fault plan's kill point "publishing" strikes after the first one.
+# How the benchmark names this destination, and the handler's publishing API beside the naive handler's.
+DESTINATION_LABEL = "predictions queue (SQS)"
+PUBLISH_API = "SendMessageBatch vs SendMessage"
 PUBLISH_OPERATION = "sqs.SendMessageBatch"
 # The benchmark's publish target: one batch call per batch of 10 records, and a little room for a
 # batch split by size.

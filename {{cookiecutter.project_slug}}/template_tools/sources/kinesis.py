@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .features_producer import OutgoingEvent
 
 # The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
+# How the benchmark names this source, and the calls its throughput ceiling is measured on.
+SOURCE_LABEL = "Kinesis stream trigger"
+CEILING_PATH = "Kinesis stream: PutRecords, GetRecords"
 SOURCE_ARN_FORMAT = "arn:aws:kinesis:{region}:{account}:stream/{name}"
 
 TRIGGER_DEAD_LETTER_REASON = "retries exhausted (on-failure destination)"

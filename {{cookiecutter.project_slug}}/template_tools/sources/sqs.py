@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .features_producer import OutgoingEvent
 
 # The ARN a Lambda record names its event source by (sample_event_files.py fills it in).
+# How the benchmark names this source, and the calls its throughput ceiling is measured on.
+SOURCE_LABEL = "SQS standard queue trigger"
+CEILING_PATH = "SQS standard queue: SendMessageBatch, ReceiveMessage, DeleteMessageBatch"
 SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
 
 # Why a record the trigger itself dead-lettered is there: the queue's redrive policy moved it.
