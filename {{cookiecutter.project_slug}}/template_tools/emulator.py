@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -15,11 +16,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .child_server import ChildServer
-from .stage import PROJECT_DIR, patched_environ
+from .stage import PROJECT_DIR, load_stage, patched_environ
 
-REGION = "{{ cookiecutter.aws_region }}"
-MAX_RECEIVE_COUNT = {{ cookiecutter.max_receive_count }}
-VISIBILITY_TIMEOUT_SECONDS = {{ cookiecutter.visibility_timeout_seconds }}
+
+def _deployed_settings() -> tuple[str, int, float]:
+    """The region and the features source's redelivery settings deploy/config.json gives AWS.
+
+    Local mode mirrors them. A stream source has no visibility timeout there: it gets six
+    function timeouts of the dev stage, the rule the template suggests for a queue (and unused by
+    a stream's trigger).
+    """
+    config = json.loads((PROJECT_DIR / "deploy" / "config.json").read_text(encoding="utf-8"))
+    queues = config["queues"]
+    visibility = queues.get("visibility_timeout_seconds") or 6 * load_stage("dev").lambda_timeout
+    return config["region"], int(queues["max_receive_count"]), float(visibility)
+
+
+REGION, MAX_RECEIVE_COUNT, VISIBILITY_TIMEOUT_SECONDS = _deployed_settings()
 # A standard queue keeps a message's first enqueue time when it moves to the dead-letter queue,
 # so the dead-letter queue keeps messages for the longest time SQS allows.
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600

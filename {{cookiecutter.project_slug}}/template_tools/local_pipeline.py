@@ -3,11 +3,11 @@
 
     python -m template_tools.local_pipeline --count 300 --seed 7 --malformed-rate 0.02 --stage dev [--file events.jsonl]
 
-Sends feature events to the features {{ "stream" if cookiecutter.input_source == "kinesis" else "queue" }}, lets the real handler turn them into
-predictions through the local endpoint, then accounts for every sent message: it must end up
-either in the predictions {{ {"sqs": "queue", "sns": "topic", "kinesis": "stream", "dynamodb": "table"}[cookiecutter.output_destination] }} or in the dead-letter queue{% if cookiecutter.output_destination == "dynamodb" %}, or be superseded: its
-prediction was not stored because the table already held a newer one for its key{% endif %}. Prints
-a summary; exits 1 when a message was lost.
+Sends feature events to the features source, lets the real handler turn them into predictions
+through the local endpoint, then accounts for every sent message: it must end up either in the
+predictions destination or in the dead-letter queue, or (a table destination) be superseded: its
+prediction was not stored because the table already held a newer one for its key. Prints a
+summary; exits 1 when a message was lost.
 
 The events' model inputs are drawn from model/samples.jsonl, or from `--file`: JSON Lines of the
 team's own events, each a model input or an envelope (whose `features` is taken). Each is sent
@@ -606,12 +606,9 @@ def run_local_pipeline(
             hooks.endpoint_ready(endpoint)
         # Created before the first event is sent: a reader that follows a stream starts at its end.
         predictions = PredictionReader(settings.environment_variables)
-{%- if cookiecutter.output_destination == "dynamodb" %}
-        # The table keeps each key's newest prediction only: an older event's write is refused.
+        # A table keeps each key's newest prediction only (an older event's write is refused): its
+        # reader says which; other destinations keep every prediction and have no such check.
         ledger = Ledger(hooks.prediction_event_id, predictions.newer_prediction_stored)
-{%- else %}
-        ledger = Ledger(hooks.prediction_event_id)
-{%- endif %}
         with cold_started_handler(project_dir) as app:
             mapping = declared_event_source(app)
             batch_size = trigger_limits.bound(mapping.batch_size, trigger_limits.batch_size)

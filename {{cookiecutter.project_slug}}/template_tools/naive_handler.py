@@ -2,41 +2,22 @@
 """A naive handler, written only as the benchmark's foil. NEVER DEPLOY IT.
 
 It does what Sagify's streaming handler does, so `make bench` can show what app.py's batching
-buys: for each record, in order, one InvokeEndpoint call with that record, then
-{%- if cookiecutter.output_destination == "sqs" %}
-a GetQueueUrl for the predictions queue and one SendMessage with the raw prediction.
-{%- elif cookiecutter.output_destination == "sns" %}
-one Publish of the raw prediction to the predictions topic (Sagify publishes to SNS one record
-at a time).
-{%- elif cookiecutter.output_destination == "kinesis" %}
-one PutRecord of the raw prediction, keyed by the input's {{ cookiecutter.partition_key_field }}.
-{%- else %}
-one unconditional PutItem of the raw prediction, keyed by the input's {{ cookiecutter.partition_key_field }}.
-{%- endif %}
-(destination.py's single_record_publisher does the publishing.) The first error raises out of
-the handler. What that costs in production, and why app.py does otherwise:
+buys: for each record, in order, one InvokeEndpoint call with that record, then one publish of
+the raw prediction with the destination's single-record API (destination.py's
+single_record_publisher: a GetQueueUrl and a SendMessage for a queue, a Publish for a topic, a
+PutRecord for a stream, an unconditional PutItem for a table, the last two keyed by the input's
+PARTITION_KEY_FIELD). The first error raises out of the handler. What that costs in production,
+and why app.py does otherwise:
 
 - records run one after another, so a batch of N takes about N times the endpoint latency;
-{%- if cookiecutter.output_destination == "sqs" %}
-- three API calls per record (about 3,000 per 1,000 predictions), one of them a lookup whose
-  answer never changes;
-{%- else %}
-- two API calls per record (about 2,000 per 1,000 predictions), each prediction published on
-  its own;
-{%- endif %}
-{%- if cookiecutter.input_source == "kinesis" %}
-- one bad record fails the whole batch: Lambda retries it from the start, the records already
-  published are published again, and the shard stops behind the bad one until its retries run
-  out or it expires from the stream, with no reason recorded anywhere;
-{%- else %}
-- one bad record fails the whole batch: Lambda redelivers every record, those already published
-  are published again, and the bad one loops until the queue's redrive moves the whole batch's
-  worth of redeliveries to the dead-letter queue, with no reason attached;
-{%- endif %}
-{%- if cookiecutter.output_destination == "dynamodb" %}
-- the write is unconditional, so an older event handled late or delivered again overwrites a
-  newer prediction of its key;
-{%- endif %}
+- two or three API calls per record (2,000 to 3,000 per 1,000 predictions), each prediction
+  published on its own, and for a queue a lookup whose answer never changes;
+- one bad record fails the whole batch: the source delivers every record again, those already
+  published are published again, and the bad one comes back until the queue's redrive moves the
+  whole batch's worth of redeliveries to the dead-letter queue, or a stream's shard stops behind
+  it until its retries run out or it expires, with no reason recorded anywhere;
+- a table's write is unconditional, so an older event handled late or delivered again
+  overwrites a newer prediction of its key;
 - predictions carry no envelope (no message id, model version or timestamps).
 
 It lives in the tooling package, which is never part of the Lambda deployment package.

@@ -6,15 +6,10 @@
 Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
 seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
 predictions (once or more: duplicates are counted) or in the dead-letter queue with a reason,
-either the handler's error code or
-{%- if cookiecutter.input_source == "kinesis" %}
-the trigger's on-failure destination after MaximumRetryAttempts retries
-{%- else %}
-the queue's redrive after maxReceiveCount deliveries
-{%- endif %}
-{%- if cookiecutter.output_destination == "dynamodb" %}
-(or it is superseded: the table already held a newer prediction of its key)
-{%- endif %}.
+either the handler's error code or the source's own giving up (a queue's redrive after
+maxReceiveCount deliveries, a stream's on-failure destination after MaximumRetryAttempts
+retries), or, with a table destination, superseded (the table already held a newer prediction of
+its key).
 Exits 1 when an event is lost or its outcome contradicts its fault (a malformed record
 predicted, a healthy one dead-lettered by the handler).
 
@@ -26,19 +21,12 @@ fault. Each prediction envelope names its event (event_id), so the ledger is exa
 
 `--handler naive` runs the same plan through naive_handler (Sagify's handler on this source:
 one record after the other, each prediction published on its own, raise on the first error)
-{%- if cookiecutter.input_source == "kinesis" %}
-with the trigger retrying a failing batch until its records expire (no MaximumRetryAttempts and
-no on-failure destination), since Sagify deploys no dead-letter queue, and bodies in its format
-(the bare model input). A shard stops behind a failing record, so that run ends a minute after
-the last event is sent; what the trigger has not got past then would be retried until the
-stream's retention drops it: it is counted as stranded, and the events never predicted as lost.
-{%- else %}
-with the features queue WITHOUT a redrive policy, since Sagify deploys no dead-letter queue, and
-bodies in its format (the bare model input). Records stuck behind a failing one come back
-forever, so that run ends a minute after the last event is sent; what is still in the features
-queue then would circulate until the queue's retention drops it: it is counted as stranded, and
-the events never predicted as lost.
-{%- endif %}
+with no dead-letter queue, since Sagify deploys none: a queue without a redrive policy, a stream
+trigger retrying a failing batch until its records expire. Bodies are in its format (the bare
+model input). Records behind a failing one come back forever (a shard stops behind it), so that
+run ends a minute after the last event is sent; what is still undelivered then would circulate
+until the source's retention drops it: it is counted as stranded, and the events never predicted
+as lost.
 Its predictions are the model's raw answers, with no event id: the ledger asks the local endpoint
 for each input's answer before the run and traces each raw answer back to the events whose input
 gets it. Where several events share an answer (an input sent more than once, or a model that
@@ -68,7 +56,7 @@ from .local_pipeline import (
     run_local_pipeline,
 )
 from .model_samples import SamplesError
-from .source import TRIGGER_DEAD_LETTER_REASON
+from .source import TRIGGER_DEAD_LETTER_REASON, retry_settings
 from .stage import PROJECT_DIR, UnknownStageError, patched_environ
 
 HANDLERS = ("app", "naive")
@@ -215,13 +203,7 @@ class SoakLedger:
             (
                 "plan",
                 f"{len(plan.events)} events, fault rate {plan.fault_rate}, seed {plan.seed}; "
-{%- if cookiecutter.input_source == "kinesis" %}
-                f"MaximumRetryAttempts "
-                f"{timings.max_receive_count - 1 if self.handler == 'app' else 'none (retried until it expires)'}, "
-{%- else %}
-                f"visibility timeout {timings.visibility_timeout_seconds} s, maxReceiveCount "
-                f"{timings.max_receive_count if self.handler == 'app' else 'none (no redrive policy)'}, "
-{%- endif %}
+                f"{retry_settings(timings, naive=self.handler != 'app')}, "
                 f"function timeout {timings.function_timeout_seconds} s",
             ),
             ("faults", ", ".join(f"{kind} {kinds[kind]}" for kind in kinds if kind != "none") or "none"),

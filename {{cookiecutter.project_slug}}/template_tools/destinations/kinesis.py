@@ -52,6 +52,9 @@ def create_destination(environment: Mapping[str, str]) -> None:
 class PredictionReader:
     """Follows every shard of the stream from the moment the reader is created."""
 
+    # Every prediction is kept, so none is ever superseded (a table's reader says which were).
+    newer_prediction_stored = None
+
     def __init__(self, environment: Mapping[str, str]) -> None:
         self._kinesis = boto3.client("kinesis")
         stream_name = environment["PREDICTIONS_STREAM_NAME"]

@@ -82,6 +82,9 @@ def create_destination(environment: Mapping[str, str]) -> None:
 class PredictionReader:
     """Takes the prediction envelopes off the topic's tail queue: each is read once, then deleted."""
 
+    # Every prediction is kept, so none is ever superseded (a table's reader says which were).
+    newer_prediction_stored = None
+
     def __init__(self, environment: Mapping[str, str]) -> None:
         self._sqs = boto3.client("sqs")
         queue_name = tail_queue_name(environment["PREDICTIONS_TOPIC_NAME"])

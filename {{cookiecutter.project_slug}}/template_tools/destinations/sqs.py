@@ -52,6 +52,9 @@ def create_destination(environment: Mapping[str, str]) -> None:
 class PredictionReader:
     """Takes the prediction envelopes off the queue: each is read once, then deleted."""
 
+    # Every prediction is kept, so none is ever superseded (a table's reader says which were).
+    newer_prediction_stored = None
+
     def __init__(self, environment: Mapping[str, str]) -> None:
         self._sqs = boto3.client("sqs")
         self._queue_url = self._sqs.get_queue_url(QueueName=environment["PREDICTIONS_QUEUE_NAME"])["QueueUrl"]

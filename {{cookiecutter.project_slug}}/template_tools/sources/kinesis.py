@@ -352,3 +352,9 @@ def send_receive_ceiling(messages: int) -> float:
         return messages / (time.perf_counter() - started)
     finally:
         kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
+def retry_settings(timings: Any, naive: bool) -> str:
+    """How a soak's plan names this source's retries: `timings` is its FaultTimings."""
+    retries = "none (retried until it expires)" if naive else timings.max_receive_count - 1
+    return f"MaximumRetryAttempts {retries}"

@@ -305,3 +305,9 @@ def _send_receive_loop(sqs: Any, queue_url: str, messages: int) -> float:
             )
             received += len(batch)
     return messages / (time.perf_counter() - started)
+
+
+def retry_settings(timings: Any, naive: bool) -> str:
+    """How a soak's plan names this source's redeliveries: `timings` is its FaultTimings."""
+    receives = "none (no redrive policy)" if naive else timings.max_receive_count
+    return f"visibility timeout {timings.visibility_timeout_seconds} s, maxReceiveCount {receives}"
