@@ -12,7 +12,7 @@ from chalice.app import SQSEvent
 
 from chalicelib.template_runtime.batch import BatchProcessor
 {%- if cookiecutter.output_destination == "dynamodb" %}
-from chalicelib.template_runtime.predictions_api import predictions_api
+from chalicelib.template_runtime.predictions_api import read_api
 {%- endif %}
 from chalicelib.template_runtime.settings import HandlerSettings, TriggerSettings
 from chalicelib.template_runtime.telemetry import use_json_logs
@@ -27,8 +27,9 @@ use_json_logs(os.environ.get("LOG_LEVEL", "INFO"))
 trace_aws_calls()
 {%- endif %}
 {%- if cookiecutter.output_destination == "dynamodb" %}
-# GET /predictions/{key}: the latest prediction for one key, read from the table.
-app.register_blueprint(predictions_api)
+# GET /predictions/{key}: the latest prediction for one key, read from the table. auth="iam":
+# callers sign requests with AWS credentials (SigV4); "none": anyone with the URL may call it.
+app.register_blueprint(read_api(auth="{{ cookiecutter.read_api_auth }}"))
 {%- endif %}
 
 # Read while `chalice package`/`deploy` import this file: the stage's environment variables

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from chalice import Blueprint, {% if cookiecutter.read_api_auth == "iam" %}IAMAuthorizer, {% endif %}Response
+from chalice import Blueprint, IAMAuthorizer, Response
 
 from .telemetry import log
 
@@ -28,9 +28,22 @@ MAX_KEY_BYTES = 2048
 # Throttling that outlasted botocore's retries clears within seconds, so callers retry soon.
 RETRY_AFTER_SECONDS = 1
 
+# Who may call it: "iam", callers sign their requests with AWS credentials (SigV4) and API
+# Gateway checks the signature and the caller's execute-api:Invoke permission before the function
+# runs; or "none", anyone who has the URL.
+READ_API_AUTH_CHOICES = ("iam", "none")
+
 logger = logging.getLogger(__name__)
 
-predictions_api = Blueprint(__name__)
+
+def read_api(auth: str) -> Blueprint:
+    """The read API's route, open to those `auth` lets in (see READ_API_AUTH_CHOICES); app.py chooses."""
+    if auth not in READ_API_AUTH_CHOICES:
+        raise ValueError(f"read API auth {auth!r} is not one of {READ_API_AUTH_CHOICES}")
+    blueprint = Blueprint(__name__)
+    options = {"authorizer": IAMAuthorizer()} if auth == "iam" else {}
+    blueprint.route("/predictions/{key}", methods=["GET"], **options)(get_latest_prediction)
+    return blueprint
 
 
 @cache
@@ -75,14 +88,6 @@ def _message(status_code: int, message: str, headers: dict[str, str] | None = No
     )
 
 
-{% if cookiecutter.read_api_auth == "iam" -%}
-# Callers sign their requests with AWS credentials (SigV4); API Gateway checks the signature and
-# the caller's execute-api:Invoke permission before this function runs.
-@predictions_api.route("/predictions/{key}", methods=["GET"], authorizer=IAMAuthorizer())
-{%- else -%}
-# Open to anyone who has the URL (read_api_auth=none when the project was generated).
-@predictions_api.route("/predictions/{key}", methods=["GET"])
-{%- endif %}
 def get_latest_prediction(key: str) -> Response:
     """Answer the envelope stored for `key` exactly as it was published, or say why there is none."""
     # Read at call time: the Chalice test client swaps os.environ for a patched copy.

@@ -15,9 +15,7 @@ import fastjsonschema
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError
-{%- if cookiecutter.read_api_auth == "iam" %}
-from chalice import IAMAuthorizer
-{%- endif %}
+from chalice import Chalice, IAMAuthorizer
 from chalice.test import Client
 from moto import mock_aws
 
@@ -277,6 +275,19 @@ def test_the_route_is_open_to_anyone_with_the_url(chalice_app):
     assert "security" not in OPERATION
     assert "securitySchemes" not in OPENAPI["components"]
 {%- endif %}
+
+
+@pytest.mark.parametrize(("auth", "authorizer_type"), [("iam", IAMAuthorizer), ("none", type(None))])
+def test_the_read_api_lets_in_whom_app_py_chooses(auth, authorizer_type):
+    """app.py passes the project's choice; the route carries an IAM authorizer for "iam", none for "none"."""
+    probe = Chalice(app_name="probe")
+    probe.register_blueprint(predictions_api.read_api(auth))
+    assert isinstance(probe.routes[ROUTE]["GET"].authorizer, authorizer_type)
+
+
+def test_an_unknown_read_api_auth_is_refused_rather_than_left_open():
+    with pytest.raises(ValueError, match="not one of"):
+        predictions_api.read_api("open")
 
 
 def test_the_openapi_document_names_exactly_the_apps_routes_and_statuses(chalice_app):
