@@ -8,7 +8,8 @@ Cookiecutter runs this hook inside the new project folder. Two kinds of option f
   module's real path (`chalicelib/template_runtime/destination.py`) and the folder is deleted.
   VARIANT_FOLDERS lists them all, so an option's whole footprint is visible in one place, and
   the generated code holds only the chosen variant, with no branches for the others.
-- Files only some choices use (the DynamoDB read API, the Kinesis trigger emulator): one small
+- Files only some choices use (the DynamoDB read API, the Kinesis trigger emulator, what the
+  queue sources share): one small
   `remove_<feature>_files()` helper each, called from `fit_project_to_options()`.
 
 Remove folders here rather than with a conditional folder name, which cookiecutter would leave
@@ -80,6 +81,11 @@ def remove_kinesis_trigger_files() -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def remove_queue_source_files() -> None:
+    """Drop what the SQS standard and FIFO sources share: feature events arrive on a stream."""
+    Path("template_tools/queue_source.py").unlink(missing_ok=True)
+
+
 def remove_queue_consumer_example() -> None:
     """Drop the example queue consumer: a stream or table is read with the README's other recipes."""
     for path in ("examples/consume_predictions.py", "template_tools/tests/test_example_consumer.py"):
@@ -110,6 +116,8 @@ def fit_project_to_options() -> None:
         remove_read_api_files()
     if ANSWERS["input_source"] != "kinesis":
         remove_kinesis_trigger_files()
+    else:
+        remove_queue_source_files()
     if ANSWERS["input_source"] == "sqs":
         remove_group_order_files()
     if ANSWERS["output_destination"] not in ("sqs", "sns"):

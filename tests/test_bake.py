@@ -241,6 +241,9 @@ KINESIS_TRIGGER_FILES = """
 template_tools/kinesis_trigger.py
 template_tools/tests/test_kinesis_trigger.py
 """
+QUEUE_SOURCE_FILES = """
+template_tools/queue_source.py
+"""
 QUEUE_CONSUMER_FILES = """
 examples/consume_predictions.py
 template_tools/tests/test_example_consumer.py
@@ -302,6 +305,8 @@ def expected_files(answers: dict[str, Any]) -> set[str]:
         lines += READ_API_FILES.split()
     if answers["input_source"] == "kinesis":
         lines += KINESIS_TRIGGER_FILES.split()
+    else:
+        lines += QUEUE_SOURCE_FILES.split()
     if answers["input_source"] != "sqs":
         lines += GROUP_ORDER_FILES.split()
     if answers["output_destination"] in ("sqs", "sns"):

@@ -11,21 +11,32 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.config import Config
 
 from chalicelib.template_runtime.aws_limits import (
     LAMBDA_FIFO_MAX_BATCH_SIZE,
-    SQS_MAX_BATCH_BYTES,
-    SQS_MAX_BATCH_ENTRIES,
 )
 
 from .emulator import Redelivery, ensure_dead_letter_queue, ensure_queue, queue_arn
 from .lambda_trigger import DeliveryStamps, FunctionConfiguration, Handler, SqsTrigger, lambda_sqs_record
+from .queue_source import (
+    MAX_EVENTS_PER_SEND as MAX_EVENTS_PER_SEND,
+    PRODUCER_MAX_BYTES_PER_CALL as PRODUCER_MAX_BYTES_PER_CALL,
+    PRODUCER_MAX_EVENTS_PER_CALL as PRODUCER_MAX_EVENTS_PER_CALL,
+    PRODUCER_MAX_GROUP_CHARS as PRODUCER_MAX_GROUP_CHARS,
+    TRIGGER_DEAD_LETTER_REASON as TRIGGER_DEAD_LETTER_REASON,
+    DeadLetterEvents as DeadLetterEvents,
+    QueueStageSender,
+    dead_lettered_message_ids as dead_lettered_message_ids,
+    exports_records as exports_records,
+    record_body as record_body,
+    record_message_id as record_message_id,
+    retry_settings as retry_settings,
+)
 
 if TYPE_CHECKING:
     from .features_producer import OutgoingEvent
@@ -35,15 +46,6 @@ if TYPE_CHECKING:
 SOURCE_LABEL = "SQS FIFO queue trigger"
 CEILING_PATH = "SQS FIFO queue: SendMessageBatch, ReceiveMessage, DeleteMessageBatch"
 SOURCE_ARN_FORMAT = "arn:aws:sqs:{region}:{account}:{name}"
-
-TRIGGER_DEAD_LETTER_REASON = "redrive (maxReceiveCount)"
-MAX_EVENTS_PER_SEND = SQS_MAX_BATCH_ENTRIES
-
-# The operator commands' producer (features_producer.py) splits events into batch calls this big.
-PRODUCER_MAX_EVENTS_PER_CALL = SQS_MAX_BATCH_ENTRIES
-PRODUCER_MAX_BYTES_PER_CALL = SQS_MAX_BATCH_BYTES
-# A MessageGroupId is at most 128 characters.
-PRODUCER_MAX_GROUP_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -122,63 +124,15 @@ def _deduplication_id(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-class StageSender:
-    """The operator commands' sender (features_producer.py): one batch call to a stage's existing queue.
+class StageSender(QueueStageSender):
+    """The operator commands' sender: each event in its key's message group, deduplicated by its id."""
 
-    Unlike EventSender it finds a queue that already exists (in AWS, or in the emulator
-    AWS_ENDPOINT_URL names) and reports why each refused event was refused.
-    """
-
-    def __init__(self, environment: Mapping[str, str], config: Config) -> None:
-        self._sqs = boto3.client("sqs", config=config)
-        self.name = environment["FEATURES_QUEUE_NAME"]
-        # Fails here, with the queue's name, when the queue does not exist.
-        self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
-
-    def send_call(
-        self, batch: Sequence[OutgoingEvent], event_group: Callable[[str], str]
-    ) -> list[tuple[str | None, str]]:
-        """Send one batch call; each event's (message id, "") or (None, why it was refused), in order.
-
-        `event_group` keys an event without a group of its own: its MessageGroupId.
-        """
-        entries = []
-        for position, event in enumerate(batch):
-            entry = {"Id": str(position), "MessageBody": event.body}
-            entry["MessageGroupId"] = event.group or event_group(event.body)
-            entry["MessageDeduplicationId"] = event.deduplication_id or hashlib.sha256(event.body.encode()).hexdigest()
-            entries.append(entry)
-        response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-        outcomes: list[tuple[str | None, str]] = [(None, "not in the response")] * len(batch)
-        for entry in response.get("Successful", []):
-            outcomes[int(entry["Id"])] = (entry["MessageId"], "")
-        for entry in response.get("Failed", []):
-            outcomes[int(entry["Id"])] = (None, f"{entry['Code']}: {entry.get('Message', '')}")
-        return outcomes
-
-
-class DeadLetterEvents:
-    """What the redrive (redrive.py) sends back to the features queue for a dead-letter message."""
-
-    def __init__(self, environment: Mapping[str, str]) -> None:
-        # A queue's dead letters carry their bodies: nothing else to read them from.
-        del environment
-
-    def read(
-        self, message_id: str, body: str, group: str, error_code: str | None, event_group: Callable[[str], str]
-    ) -> tuple[list[tuple[str, str, str]], str]:
-        """Each event's (body, group, deduplication id), and why none can be sent ("" when they can)."""
-        del error_code
-        # The same deduplication id every time this message is redriven, and never the
-        # original's: a crashed run's resend is not taken twice, the first resend not dropped.
-        return [(body, group or event_group(body), f"redrive-{message_id}")], ""
-
-
-def exports_records(body: str) -> bool:
-    """Whether a dead-letter export writes the events a message stands for rather than its body:
-    never for a queue, whose dead letters are the events themselves."""
-    del body
-    return False
+    def extra_fields(self, event: OutgoingEvent, event_group: Callable[[str], str]) -> dict[str, str]:
+        """The MessageGroupId (the event's own group, else its key) and MessageDeduplicationId."""
+        return {
+            "MessageGroupId": event.group or event_group(event.body),
+            "MessageDeduplicationId": event.deduplication_id or hashlib.sha256(event.body.encode()).hexdigest(),
+        }
 
 
 def local_trigger(
@@ -205,25 +159,6 @@ def local_trigger(
         visibility_timeout_seconds=redelivery.visibility_timeout_seconds,
         fifo=True,
     )
-
-
-def dead_lettered_message_ids(message: dict[str, Any], sent_ids: Iterable[str]) -> list[str]:
-    """The features messages one dead-letter queue message stands for.
-
-    The handler names the record in `source_message_id`; a message the queue's redrive moved
-    is the record itself and keeps its MessageId.
-    """
-    source_id = message.get("MessageAttributes", {}).get("source_message_id", {}).get("StringValue")
-    return [source_id or message["MessageId"]]
-
-
-def record_message_id(record: dict[str, Any]) -> str:
-    """The id a Lambda SQS record is known by: the ledger's and the partial batch response's."""
-    return record["messageId"]
-
-
-def record_body(record: dict[str, Any]) -> str:
-    return record["body"]
 
 
 def lambda_records(
@@ -305,9 +240,3 @@ def _send_receive_loop(sqs: Any, queue_url: str, messages: int) -> float:
             )
             received += len(batch)
     return messages / (time.perf_counter() - started)
-
-
-def retry_settings(timings: Any, naive: bool) -> str:
-    """How a soak's plan names this source's redeliveries: `timings` is its FaultTimings."""
-    receives = "none (no redrive policy)" if naive else timings.max_receive_count
-    return f"visibility timeout {timings.visibility_timeout_seconds} s, maxReceiveCount {receives}"
