@@ -13,6 +13,8 @@ from pathlib import Path
 from chalice.config import Config
 from chalice.constants import DEFAULT_LAMBDA_MEMORY_SIZE, DEFAULT_LAMBDA_TIMEOUT
 
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 HANDLER_NAME = "handle_feature_events"
 
@@ -67,9 +69,18 @@ def patched_environ(variables: Mapping[str, str | None]) -> Iterator[None]:
             _set_or_remove(name, value)
 
 
+def packaged_environment(settings: StageSettings) -> dict[str, str]:
+    """The environment the packaged stack gives the function: the stage's, and what the merge template adds.
+
+    The local triggers act on a failure list as the packaged stack's trigger does, so local
+    runs say so as deploy/merge_template.py does (chalicelib/template_runtime/batch.py, WholeBatchRetry).
+    """
+    return settings.environment_variables | {TRIGGER_REPORTS_BATCH_ITEM_FAILURES: "true"}
+
+
 def stage_environment(settings: StageSettings) -> AbstractContextManager[None]:
-    """Put the stage's environment variables into os.environ, as Lambda does, until the block ends."""
-    return patched_environ(settings.environment_variables)
+    """Put the stage's environment into os.environ, as Lambda does in the packaged stack, until the block ends."""
+    return patched_environ(packaged_environment(settings))
 
 
 def _set_or_remove(name: str, value: str | None) -> None:

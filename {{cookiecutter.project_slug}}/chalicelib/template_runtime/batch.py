@@ -31,13 +31,33 @@ from .failures import RecordFailure
 from .feature_events import Delivery, ExtensionPointError, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
 from .publishing import OutgoingMessage, QueuePublisher, Sink, aws_client
-from .settings import HandlerSettings
+from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings
 from .telemetry import Invocation, PayloadSampler, emf_line, emit_metrics, log
 
 logger = logging.getLogger(__name__)
 
 # Long model messages are cut so the dead-letter record stays well inside SQS's limits.
 _MAX_REASON_CHARS = 1000
+
+
+class WholeBatchRetry(RuntimeError):
+    """Records must be retried, but Lambda would ignore a failure list: fail the invocation instead.
+
+    Without FunctionResponseTypes [ReportBatchItemFailures] on the event source mapping, Lambda
+    treats a successful return as success for every record: SQS deletes the whole batch, Kinesis
+    checkpoints past it. A plain `chalice deploy` creates the mapping that way (aws/chalice#2029),
+    and it stays so until deploy/event_source_mapping.py fixes it. Until the deployment confirms
+    the setting (TRIGGER_REPORTS_BATCH_ITEM_FAILURES), a batch with a record to retry raises, so
+    Lambda delivers the whole batch again: what was already published is published twice, nothing
+    is lost.
+    """
+
+    def __init__(self, retried: int) -> None:
+        super().__init__(
+            f"{retried} record(s) must be retried, but {TRIGGER_REPORTS_BATCH_ITEM_FAILURES} is not 'true', so Lambda "
+            "may ignore a partial batch response: failing the whole batch instead. After `chalice deploy`, run "
+            "`python -m template_tools.deploy.event_source_mapping --stage <stage>` to set and confirm it."
+        )
 
 
 def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> OutgoingMessage:
@@ -166,6 +186,8 @@ class BatchProcessor:
 
         retry = self._publish(settlements)
         self._log_batch(settlements, retry, started)
+        if retry and not self._settings.trigger_reports_batch_item_failures:
+            raise WholeBatchRetry(len(retry))
         return {
             "batchItemFailures": [{"itemIdentifier": item.failure_id} for item in parsed if item.message_id in retry]
         }

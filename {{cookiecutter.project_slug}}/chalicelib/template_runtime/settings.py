@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from . import source
 from .aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 
+# Set to "true" only where the trigger is known to have FunctionResponseTypes [ReportBatchItemFailures]:
+# the packaged stack (deploy/merge_template.py) and the fix-up after `chalice deploy`
+# (deploy/event_source_mapping.py) set it, and so do the local triggers, which honour the list.
+TRIGGER_REPORTS_BATCH_ITEM_FAILURES = "TRIGGER_REPORTS_BATCH_ITEM_FAILURES"
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
@@ -95,6 +100,8 @@ class HandlerSettings:
     partition_key_field: str
     # CloudWatch namespace of the handler's metrics (Embedded Metric Format).
     metrics_namespace: str
+    # Whether Lambda acts on the returned batchItemFailures (see TRIGGER_REPORTS_BATCH_ITEM_FAILURES).
+    trigger_reports_batch_item_failures: bool
     # Share of predictions logged with their features and output: 0 keeps personal data out of logs.
     payload_log_sample_rate: float
 
@@ -120,5 +127,6 @@ class HandlerSettings:
             model_input_schema=env.get("MODEL_INPUT_SCHEMA", "model/code/input.schema.json").strip(),
             partition_key_field=env.get("PARTITION_KEY_FIELD", "").strip(),
             metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "StreamingPredictions",
+            trigger_reports_batch_item_failures=env.get(TRIGGER_REPORTS_BATCH_ITEM_FAILURES, "").strip() == "true",
             payload_log_sample_rate=_fraction(env, "PAYLOAD_LOG_SAMPLE_RATE"),
         )

@@ -12,6 +12,12 @@ limits, bisect-on-error and on-failure destination. What the mapping must hold c
 source's module (deploy/source.py), the same settings the packaged template gets. The mapping's
 UUID is in `.chalice/deployed/<stage>.json`; a later `chalice deploy` updates only the batch
 settings and keeps these, but running this after every deploy costs nothing and proves it.
+
+Once every mapping holds the settings, the function's environment gets
+TRIGGER_REPORTS_BATCH_ITEM_FAILURES=true. Until then the handler fails a whole batch rather than
+name the records to retry, so the window between `chalice deploy` and this command (or a
+forgotten run of it) duplicates records but never loses one. A `chalice deploy` resets the
+environment, so run this after every one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import boto3
 
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 from template_tools.stage import PROJECT_DIR
 
 from . import source
@@ -81,6 +88,46 @@ def configure_event_sources(
     return lacking
 
 
+def confirm_partial_batch_responses(
+    lambda_client: Any, function_arns: set[str], *, fix: bool, say: Callable[[str], None] = print
+) -> list[str]:
+    """Tell the functions (when fix) that their triggers act on a failure list; return those not told.
+
+    Only called once every mapping holds ReportBatchItemFailures. Until a function's environment
+    says so, its handler fails a whole batch rather than name the records to retry (batch.py,
+    WholeBatchRetry). A later `chalice deploy` writes the environment from .chalice/config.json
+    again, without the variable: the handler is then back to failing whole batches, which may
+    duplicate but never loses, until this runs again.
+    """
+    unconfirmed = []
+    for function_arn in sorted(function_arns):
+        variables = _environment(lambda_client, function_arn)
+        if fix and variables.get(TRIGGER_REPORTS_BATCH_ITEM_FAILURES) != "true":
+            # A function still being updated (by the deploy that just ran) refuses a new update.
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function_arn)
+            lambda_client.update_function_configuration(
+                FunctionName=function_arn,
+                Environment={"Variables": {**variables, TRIGGER_REPORTS_BATCH_ITEM_FAILURES: "true"}},
+            )
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function_arn)
+            say(f"Set {TRIGGER_REPORTS_BATCH_ITEM_FAILURES}=true on {function_arn}")
+            variables = _environment(lambda_client, function_arn)
+        if variables.get(TRIGGER_REPORTS_BATCH_ITEM_FAILURES) == "true":
+            say(f"OK: {function_arn} answers with a failure list")
+        else:
+            say(
+                f"MISSING: {function_arn} lacks {TRIGGER_REPORTS_BATCH_ITEM_FAILURES}=true; its handler fails whole "
+                "batches (duplicates, never loss) until this command runs without --check"
+            )
+            unconfirmed.append(function_arn)
+    return unconfirmed
+
+
+def _environment(lambda_client: Any, function_arn: str) -> dict[str, str]:
+    configuration = lambda_client.get_function_configuration(FunctionName=function_arn)
+    return dict(configuration.get("Environment", {}).get("Variables", {}))
+
+
 def _missing(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The wanted settings the mapping does not hold (nested settings may hold more than wanted)."""
     return sorted(key for key, value in wanted.items() if not _holds(current.get(key), value))
@@ -101,7 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.stage)
     mappings = deployed_event_sources(PROJECT_DIR, args.stage)
     lambda_client = boto3.client("lambda", region_name=settings.region)
-    return 1 if configure_event_sources(lambda_client, mappings, settings, fix=not args.check) else 0
+    return fix_and_verify(lambda_client, mappings, settings, fix=not args.check)
+
+
+def fix_and_verify(lambda_client: Any, mappings: list[dict[str, Any]], settings: DeploySettings, *, fix: bool) -> int:
+    """The mappings first, then (only if they all hold the settings) the functions; 1 if anything is lacking."""
+    if configure_event_sources(lambda_client, mappings, settings, fix=fix):
+        return 1
+    function_arns = {lambda_client.get_event_source_mapping(UUID=m["event_uuid"])["FunctionArn"] for m in mappings}
+    return 1 if confirm_partial_batch_responses(lambda_client, function_arns, fix=fix) else 0
 
 
 if __name__ == "__main__":

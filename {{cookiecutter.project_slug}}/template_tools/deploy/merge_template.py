@@ -15,6 +15,8 @@ Chalice merges dicts key by key and replaces lists whole, so:
 - the role's `Policies` list is replaced by the least-privilege policy (Chalice's own grants
   polling on "*");
 - `Runtime` is the chosen one, whatever Python ran `chalice package`;
+- the function's environment gains TRIGGER_REPORTS_BATCH_ITEM_FAILURES=true, which lets the
+  handler answer with a failure list (chalicelib/template_runtime/batch.py, WholeBatchRetry);
 - `FunctionName` is fixed to Chalice's `<app>-<stage>-<handler>`, so the policy and the alarms can
   name the function's log group and metrics without a circular reference.
 """
@@ -26,6 +28,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 
 from . import destination, source
 from .alarms import alarm_resources
@@ -62,6 +66,9 @@ def merge_template(settings: DeploySettings) -> dict[str, Any]:
                 "FunctionName": settings.function_name,
                 "Runtime": settings.lambda_runtime,
                 "Events": {source.EVENT_SOURCE: {"Properties": source.event_source_properties(settings)}},
+                # The event below is created with ReportBatchItemFailures, so the handler may answer
+                # with a failure list; Chalice's variables stay (dicts merge key by key).
+                "Environment": {"Variables": {TRIGGER_REPORTS_BATCH_ITEM_FAILURES: "true"}},
             },
         },
         ROLE: {

@@ -9,6 +9,7 @@ import functools
 import importlib
 import json
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from chalice.local import LambdaContext
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 from template_tools import sample_event_files
 from template_tools.destination import PredictionReader, create_destination, refuse_predictions
 from template_tools.emulator import local_aws_environment
@@ -64,6 +66,8 @@ def moto_server(aws_credentials, monkeypatch) -> Iterator[str]:
     url = f"http://{host}:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     yield url
+    # The server's state lives in this process's moto backends: forget it before the next test.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
     server.stop()
 
 
@@ -189,6 +193,9 @@ def chalice_app(stage, monkeypatch):
     monkeypatch.setattr(
         chalice.test, "LambdaContext", functools.partial(LambdaContext, max_runtime_ms=stage.lambda_timeout * 1000)
     )
+    # The test client adds only .chalice/config.json's variables to os.environ; the packaged
+    # stack's function also has the one saying its trigger acts on a failure list.
+    monkeypatch.setenv(TRIGGER_REPORTS_BATCH_ITEM_FAILURES, "true")
     with stage_environment(stage):
         module = importlib.import_module("app")
     module.batch_processor.cache_clear()

@@ -18,12 +18,26 @@ from pathlib import Path
 
 import boto3
 import pytest
+from chalice.local import LambdaContext
+from chalice.test import Client
 
+from chalicelib.template_runtime.batch import WholeBatchRetry
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 from template_tools.deploy import source
 from template_tools.deploy.configuration import PROJECT_DIR, load_settings, load_stage
-from template_tools.deploy.event_source_mapping import configure_event_sources, deployed_event_sources
+from template_tools.deploy.event_source_mapping import (
+    configure_event_sources,
+    deployed_event_sources,
+    fix_and_verify,
+)
 from template_tools.deploy.iam_policy import AccountArns, function_policy
 from template_tools.deploy.package import chalice_command
+from template_tools.destination import create_destination
+from template_tools.endpoint_server import Fault
+from template_tools.stage import patched_environ
+
+from .echo_inputs import echo_body, id_marker
+from .lambda_events import failure_id, lambda_event
 
 MOTO_ACCOUNT = "123456789012"
 # What moto's CloudFormation cannot create; policies only restrict transport, which moto ignores.
@@ -68,16 +82,7 @@ def test_chalice_deploy_then_the_fix_up_turns_on_report_batch_item_failures(moto
     policy = function_policy(settings, AccountArns("aws", settings.region, MOTO_ACCOUNT))
     (project_copy / ".chalice" / "policy-dev.json").write_text(json.dumps(policy))
 
-    deployed = subprocess.run(
-        [*chalice_command(), "deploy", "--stage", "dev", "--no-autogen-policy"],
-        cwd=project_copy,
-        env={**os.environ, "AWS_DEFAULT_REGION": settings.region},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    deploy(project_copy, settings)
 
     lambda_client = boto3.client("lambda", region_name=settings.region)
     mappings = deployed_event_sources(project_copy, "dev")
@@ -103,6 +108,75 @@ def test_chalice_deploy_then_the_fix_up_turns_on_report_batch_item_failures(moto
     role_name = settings.function_name
     (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
     assert iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"] == policy
+
+
+# Slow tier: a real `chalice deploy` into moto takes seconds.
+@pytest.mark.slow
+def test_before_the_fix_up_a_partial_failure_fails_the_whole_batch_and_after_it_only_the_record(
+    moto_server, project_copy, endpoint, chalice_app, stage
+):
+    """No loss window: until the fix-up confirms ReportBatchItemFailures, the handler never answers with a list.
+
+    Lambda ignores a failure list the mapping does not ask for and deletes the whole batch (see
+    FACTS: "Partial batch responses need the flag"), so a handler that returned one right after
+    `chalice deploy` would lose the record it named. It raises instead (the whole batch comes
+    back: duplicates, never loss) until the function's environment, which the fix-up writes,
+    says the mapping acts on the list.
+    """
+    settings = load_settings("dev")
+    create_source(settings)
+    (project_copy / ".chalice" / "policy-dev.json").write_text(
+        json.dumps(function_policy(settings, AccountArns("aws", settings.region, MOTO_ACCOUNT)))
+    )
+    deploy(project_copy, settings)
+    create_destination(stage.environment_variables)
+    lambda_client = boto3.client("lambda", region_name=settings.region)
+    endpoint.inject(Fault(error="ThrottlingException", match=id_marker(1)))
+    bodies = [echo_body(n) for n in range(3)]
+
+    with pytest.raises(WholeBatchRetry, match="event_source_mapping --stage"):
+        invoke_as_deployed(chalice_app, lambda_client, settings, stage, bodies)
+
+    mappings = deployed_event_sources(project_copy, "dev")
+    assert fix_and_verify(lambda_client, mappings, settings, fix=False) == 1
+    assert fix_and_verify(lambda_client, mappings, settings, fix=True) == 0
+    assert fix_and_verify(lambda_client, mappings, settings, fix=False) == 0
+    response, event = invoke_as_deployed(chalice_app, lambda_client, settings, stage, bodies)
+    retried = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    assert retried == {failure_id(event["Records"][1])}
+
+
+def deploy(project_copy: Path, settings) -> None:
+    deployed = subprocess.run(
+        [*chalice_command(), "deploy", "--stage", "dev", "--no-autogen-policy"],
+        cwd=project_copy,
+        env={**os.environ, "AWS_DEFAULT_REGION": settings.region},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+
+def invoke_as_deployed(chalice_app, lambda_client, settings, stage, bodies: list[str]) -> tuple[dict, dict]:
+    """Run the handler with the environment the deployed function has now (the echo model's schema aside)."""
+    configuration = lambda_client.get_function_configuration(FunctionName=settings.function_name)
+    deployed = configuration["Environment"]["Variables"]
+    environment = {
+        **deployed,
+        "MODEL_INPUT_SCHEMA": stage.environment_variables["MODEL_INPUT_SCHEMA"],
+        # One request per record, so the endpoint's fault fails record 1 alone.
+        "RECORDS_PER_ENDPOINT_CALL": "1",
+        TRIGGER_REPORTS_BATCH_ITEM_FAILURES: deployed.get(TRIGGER_REPORTS_BATCH_ITEM_FAILURES),
+    }
+    with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
+        event = lambda_event(client, bodies)
+    # Called directly: the test client would lay .chalice/config.json's variables over these.
+    context = LambdaContext(configuration["FunctionName"], configuration["MemorySize"], stage.lambda_timeout * 1000)
+    chalice_app.batch_processor.cache_clear()
+    with patched_environ(environment):
+        return chalice_app.handle_feature_events(event, context), event
 
 
 def settings_env(settings) -> dict[str, str]:

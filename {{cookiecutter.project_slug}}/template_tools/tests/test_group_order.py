@@ -10,7 +10,7 @@ import pytest
 from chalice.test import Client
 
 from template_tools.endpoint_server import Fault
-from template_tools.stage import PROJECT_DIR, patched_environ
+from template_tools.stage import PROJECT_DIR, packaged_environment, patched_environ
 
 from .echo_inputs import broken_json_body, echo_body, id_marker
 from .lambda_events import failure_id, lambda_event, message_id
@@ -34,7 +34,7 @@ def one_record_per_call(pipeline, chalice_app, stage):
     The test client sets the stage's own RECORDS_PER_ENDPOINT_CALL on every call, so the
     processor is built here, with one record per call, and the handler reuses it.
     """
-    with patched_environ({**stage.environment_variables, "RECORDS_PER_ENDPOINT_CALL": "1"}):
+    with patched_environ({**packaged_environment(stage), "RECORDS_PER_ENDPOINT_CALL": "1"}):
         chalice_app.batch_processor()
 
 

@@ -16,7 +16,7 @@ from chalicelib.template_runtime.telemetry import (
     emf_line,
     representative_values,
 )
-from template_tools.stage import PROJECT_DIR, patched_environ
+from template_tools.stage import PROJECT_DIR, packaged_environment, patched_environ
 
 from .echo_inputs import broken_json_body, echo_body, echo_input, expected_output
 from .lambda_events import lambda_event, message_id
@@ -48,7 +48,7 @@ def processor_with_sample_rate(chalice_app, stage, rate: str) -> None:
     The test client sets the stage's own PAYLOAD_LOG_SAMPLE_RATE on every call, so the rate is
     set here, where the processor is created.
     """
-    with patched_environ({**stage.environment_variables, "PAYLOAD_LOG_SAMPLE_RATE": rate}):
+    with patched_environ({**packaged_environment(stage), "PAYLOAD_LOG_SAMPLE_RATE": rate}):
         chalice_app.batch_processor()
 
 
