@@ -121,6 +121,7 @@ chalicelib/template_runtime/settings.py
 chalicelib/template_runtime/source.py
 chalicelib/template_runtime/telemetry.py
 deploy/config.json
+deploy/prices.json
 model/code/inference.py
 model/code/input.schema.json
 model/code/requirements.txt
@@ -140,6 +141,7 @@ template_tools/api_call_counter.py
 template_tools/benchmark.py
 template_tools/benchmark_report.py
 template_tools/child_server.py
+template_tools/cost.py
 template_tools/deploy/__init__.py
 template_tools/deploy/alarms.py
 template_tools/deploy/arns.py
@@ -173,6 +175,7 @@ template_tools/echo_model/code/input.schema.json
 template_tools/echo_model/code/requirements.txt
 template_tools/echo_model/echo.json
 template_tools/emulator.py
+template_tools/endpoint_capacity.py
 template_tools/endpoint_process.py
 template_tools/endpoint_server.py
 template_tools/fault_plan.py
@@ -202,6 +205,7 @@ template_tools/tests/echo_inputs.py
 template_tools/tests/lambda_events.py
 template_tools/tests/sample_envelopes.py
 template_tools/tests/test_benchmark.py
+template_tools/tests/test_cost.py
 template_tools/tests/test_deploy_endpoint.py
 template_tools/tests/test_destination.py
 template_tools/tests/test_endpoint_batching.py

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from typing import Any
 
 import boto3
+
+from .cost import request_billing_units
 
 # botocore emits before-call once per API operation, however many HTTP attempts its retries
 # make, so a retried call still counts as one call: what AWS bills and throttles per request
@@ -31,6 +34,11 @@ class ApiCallCounter:
         self._session = session
         self._lock = threading.Lock()
         self._calls: Counter[tuple[str, str]] = Counter()
+        # Billing units (64 KiB chunks, write units, KiB) per (service, operation, queue name):
+        # counted only while measure_units is set, since reading request bodies costs CPU that
+        # the benchmark's CPU figures must not include.
+        self.measure_units = False
+        self._units: Counter[tuple[str, str, str]] = Counter()
 
     def attach(self) -> ApiCallCounter:
         self._session.events.register(_EVENT, self._count, unique_id=f"api-call-counter-{id(self)}")
@@ -48,13 +56,33 @@ class ApiCallCounter:
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._units.clear()
 
     def snapshot(self) -> Counter[tuple[str, str]]:
         """Calls so far, keyed by (service name, operation name), e.g. ("sqs", "SendMessageBatch")."""
         with self._lock:
             return Counter(self._calls)
 
-    def _count(self, model: Any, **_: Any) -> None:
+    def units_snapshot(self) -> Counter[tuple[str, str, str]]:
+        """Billing units so far, keyed by (service, operation, queue name or "")."""
+        with self._lock:
+            return Counter(self._units)
+
+    def _count(self, model: Any, params: dict[str, Any] | None = None, **_: Any) -> None:
         key = (model.service_model.service_name, model.name)
+        units = None
+        if self.measure_units:
+            body = (params or {}).get("body")
+            units = (*key, _queue_name(key[0], body)), request_billing_units(*key, body)
         with self._lock:
             self._calls[key] += 1
+            if units is not None:
+                self._units[units[0]] += units[1]
+
+
+def _queue_name(service: str, body: Any) -> str:
+    """The queue an SQS call addresses (the last part of its QueueUrl), "" for other calls."""
+    if service != "sqs" or not body:
+        return ""
+    document = body if isinstance(body, dict) else json.loads(body)
+    return str(document.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]

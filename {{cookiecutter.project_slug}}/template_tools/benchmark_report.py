@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cost import ROWS
 from .destination import PUBLISH_LIMIT_PER_1000, PUBLISH_TARGET
 
 HANDLER_LABELS = {"batch": "batch mode", "per_record": "per-record mode", "naive": "naive (Sagify-like)"}
@@ -34,12 +35,14 @@ def _all(*verdicts: bool | None) -> bool | None:
     return None if None in verdicts else all(verdicts)
 
 
+# Every target is a ratio measured in one run, never a time in ms: the same commit's times moved
+# about 3x between two machines while the ratios stayed put.
 TARGETS = (
     Target(
         "batch10_latency_multiple",
-        "batch <= 1.5x, per-record <= 2x",
+        "batch <= 1.25x, per-record <= 2x",
         lambda r: _all(
-            _at_most(r["batch10_latency_multiple"]["batch"], 1.5),
+            _at_most(r["batch10_latency_multiple"]["batch"], 1.25),
             _at_most(r["batch10_latency_multiple"]["per_record"], 2.0),
         ),
     ),
@@ -63,13 +66,17 @@ TARGETS = (
         "0 per-record GetQueueUrl",
         lambda r: _all(*(_at_most(r["get_queue_url_per_1000"][mode], 0) for mode in ("batch", "per_record"))),
     ),
-    Target("cpu_ms_per_record", "batch <= 0.3 ms", lambda r: _at_most(r["cpu_ms_per_record"], 0.3)),
-    Target("import_ratio", "<= 1.3x", lambda r: _at_most(r["import_ratio"], 1.3)),
+    Target(
+        "cpu_share_of_naive",
+        "batch <= 0.10 of naive",
+        lambda r: _at_most((r.get("cpu_share_of_naive") or {}).get("batch"), 0.10),
+    ),
+    Target("import_ratio", "<= 1.3x (median)", lambda r: _at_most(r["import_ratio"], 1.3)),
     Target("package_bytes", "<= 2 MB", lambda r: _at_most(r["package_bytes"], MAX_PACKAGE_BYTES)),
     Target(
         "local_throughput_fraction",
-        ">= 0.70",
-        lambda r: None if r["local_throughput_fraction"] is None else r["local_throughput_fraction"] >= 0.70,
+        ">= 0.80",
+        lambda r: None if r["local_throughput_fraction"] is None else r["local_throughput_fraction"] >= 0.80,
     ),
 )
 
@@ -116,12 +123,16 @@ def table_rows(results: Results) -> list[list[str]]:
         label = {"invoke": "InvokeEndpoint", "publish": "publish calls", "other": "other calls"}[kind]
         row(f"{label} per 1,000 predictions", [_number(calls[name][kind], "", 0) for name in HANDLER_LABELS], metric)
     row("  of which GetQueueUrl", _per_handler(results["get_queue_url_per_1000"], "", 0), "get_queue_url_per_1000")
-    row("handler CPU per record", _per_handler(results["cpu_ms_per_record_by_handler"], " ms", 3), "cpu_ms_per_record")
+    shares = {**(results.get("cpu_share_of_naive") or {}), "naive": 1.0}
+    row("handler CPU, share of naive's", _per_handler(shares, "", 3), "cpu_share_of_naive")
+    row("  same, in ms per record", _per_handler(results["cpu_ms_per_record_by_handler"], " ms", 3))
     cold = results["cold_start_ms"]
+    low, high = results.get("import_ratio_spread") or (None, None)
     row(
         "cold start: import app + clients",
         [
-            f"{_number(results['import_ratio'], 'x')} ({_number(cold['app_import_and_clients'], ' ms', 0)} vs "
+            f"{_number(results['import_ratio'], 'x')} median of {cold['repetitions']} pairs, "
+            f"{_number(low, 'x')}-{_number(high, 'x')} ({_number(cold['app_import_and_clients'], ' ms', 0)} vs "
             f"{_number(cold['boto3_import_and_clients'], ' ms', 0)} for boto3 + 2 clients)",
             "",
             "",
@@ -145,6 +156,86 @@ def table_rows(results: Results) -> list[list[str]]:
         )
     row("local end-to-end throughput / emulator", [cell, "", ""], "local_throughput_fraction")
     return rows
+
+
+def cost_rows(results: Results) -> list[list[str]]:
+    """Header plus one row per cost item and the total: USD per million predictions, and the quantity."""
+    cost = results["cost_per_million"]
+    rows = [["per million predictions", *HANDLER_LABELS.values()]]
+    for key, label in ROWS:
+        item = cost["rows"][key]
+        unit = UNIT_ABBREVIATIONS.get(item["unit"], item["unit"])
+        rows.append(
+            [label]
+            + [f"${item[name]['usd']:.4f} ({_quantity(item[name]['quantity'])} {unit})" for name in HANDLER_LABELS]
+        )
+    rows.append(["total, endpoint excluded", *(f"${cost['total'][name]:.4f}" for name in HANDLER_LABELS)])
+    batch = cost["total"]["batch"]
+    rows.append(["  batch mode's total as a share", *(f"{batch / cost['total'][name]:.2f}" for name in HANDLER_LABELS)])
+    return rows
+
+
+UNIT_ABBREVIATIONS = {
+    "invocations": "req",
+    "requests": "req",
+    "GB-seconds": "GB-s",
+    "bytes": "B",
+    "bytes read": "B",
+    "KiB written": "KiB",
+    "write request units": "WRU",
+}
+
+
+def _quantity(value: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.1f}{suffix}"
+    return f"{value:,.1f}"
+
+
+def render_cost_table(results: Results) -> str:
+    """The cost table, what it assumes, and the endpoint's capacity per worker."""
+    cost = results["cost_per_million"]
+    regions = sorted({price["region"] for price in cost["prices"].values()})
+    dates = sorted({price["date"] for price in cost["prices"].values()})
+    rows = cost_rows(results)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        f"Cost per million predictions, endpoint excluded ({cost['currency']}): {cost['source']} source, "
+        f"{cost['destination']} destination, batch of {cost['batch_size']}, {cost['memory_mb']} MB, "
+        f"LATENCY_MS={cost['endpoint_latency_ms']}; prices for {', '.join(regions)} read {', '.join(dates)} "
+        f"({cost['prices_file']})"
+    ]
+    for number, row in enumerate(rows):
+        cells = [
+            cell.rjust(width) if column else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("-" * len(lines[-1]))
+    capacity = results.get("endpoint_capacity")
+    if capacity:
+        lines += ["", _capacity_line(capacity)]
+    return "\n".join(lines)
+
+
+def _capacity_line(capacity: Results) -> str:
+    batch, single = capacity["batch"], capacity["per_record"]
+    line = (
+        f"Endpoint capacity, one local worker at 0 ms: {batch['predictions_per_second']:,.0f} predictions/s in calls "
+        f"of {batch['records_per_call']}, {single['predictions_per_second']:,.0f} one record a call "
+        f"({capacity['batch_over_per_record']:.1f}x)."
+    )
+    if batch["instance_hours_per_million"] is None:
+        return line + f" No vCPU count known for {capacity['instance_type'] or 'the instance type'}."
+    line += (
+        f" On {capacity['instance_type']} (one worker per vCPU): {batch['instance_hours_per_million']:.3f} vs "
+        f"{single['instance_hours_per_million']:.3f} instance-hours per million predictions"
+    )
+    if batch["usd_per_million"] is not None:
+        line += f" (${batch['usd_per_million']:.4f} vs ${single['usd_per_million']:.4f})"
+    return line + "."
 
 
 def render_table(results: Results) -> str:

@@ -51,10 +51,18 @@ class ColdStart:
     boto3_import_and_clients: float
     repetitions: int
     measured_in: str
+    # app / boto3 of each alternating pair of interpreters: their spread says how far one
+    # machine's noise moves the ratio.
+    pair_ratios: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
         return self.app_import_and_clients / self.boto3_import_and_clients
+
+    @property
+    def ratio_spread(self) -> tuple[float, float]:
+        """The lowest and highest ratio of one pair (the median ratio when there are none)."""
+        return (min(self.pair_ratios), max(self.pair_ratios)) if self.pair_ratios else (self.ratio, self.ratio)
 
 
 def chalice_executable() -> Path:
@@ -110,6 +118,7 @@ def measure_cold_start(code_dir: Path, environment: Mapping[str, str], repetitio
         boto3_import_and_clients=statistics.median(reference_totals),
         repetitions=repetitions,
         measured_in=str(code_dir),
+        pair_ratios=tuple(app / reference for app, reference in zip(app_totals, reference_totals, strict=True)),
     )
 
 

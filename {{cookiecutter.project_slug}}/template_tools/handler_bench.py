@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 from . import naive_handler
 from .api_call_counter import ApiCallCounter
+from .cost import HandlerUsage
 from .features_producer import producer_key_field
 from .lambda_trigger import FunctionConfiguration, LambdaContext
 from .model_samples import SAMPLES_FILE, draw_samples
@@ -69,6 +71,8 @@ class HandlerFigures:
     latency_ms_by_batch_size: dict[int, float]
     calls_per_1000: dict[str, float]
     get_queue_url_per_1000: float
+    # What the cost table prices: the handler's work for its records at the trigger's batch size.
+    usage: HandlerUsage | None = None
     cpu_ms_per_record: float | None = None
 
 
@@ -84,11 +88,13 @@ class HandlerBench:
         counter: ApiCallCounter,
         per_record_concurrency: str = PER_RECORD_CONCURRENCY,
         samples_path: Path = SAMPLES_FILE,
+        log_path: Path | None = None,
     ) -> None:
         """`predictions` (a PredictionReader) must have made its clients before `counter` was
         attached, so that emptying the destination is not counted. The records are model inputs
         drawn from `samples_path`; the stage's environment must be in place (its PARTITION_KEY_FIELD
-        keys them)."""
+        keys them). `log_path` is the file the handler's log and metric lines go to, whose growth
+        is the log volume the cost table prices."""
         self._concurrency = {
             "batch": os.environ.get("ENDPOINT_CONCURRENCY") or "4",
             "per_record": per_record_concurrency,
@@ -101,6 +107,8 @@ class HandlerBench:
         self._counter = counter
         features = draw_samples(SAMPLE_RECORDS, seed=11, path=samples_path)
         self._bodies = [json.dumps(record) for record in features]
+        self._log_path = log_path
+        self._dead_letter_queue = os.environ.get("DEAD_LETTER_QUEUE_NAME", "")
         # What a producer keys each event by (a FIFO message group, a Kinesis partition key), as
         # local_pipeline.event_key does.
         key_field = producer_key_field(dict(os.environ))
@@ -109,6 +117,11 @@ class HandlerBench:
             for n, record in enumerate(features)
         ]
         self._next_body = 0
+
+    @property
+    def bodies(self) -> list[str]:
+        """The record bodies the benchmark sends: JSON model inputs."""
+        return list(self._bodies)
 
     def use(self, name: str, endpoint_url: str) -> Handler:
         """Configure the environment for handler `name`, drop cached clients, warm it up, return it."""
@@ -141,20 +154,34 @@ class HandlerBench:
         return wall, cpu
 
     def measure(
-        self, name: str, endpoint_url: str, batch_sizes: Sequence[int], repeats: Callable[[int], int]
+        self,
+        name: str,
+        endpoint_url: str,
+        batch_sizes: Sequence[int],
+        repeats: Callable[[int], int],
+        cost_batch_size: int = REFERENCE_BATCH_SIZE,
     ) -> HandlerFigures:
-        """Median wall time per batch size, and the API calls made at the reference batch size."""
+        """Median wall time per batch size, the API calls made at the reference batch size, and
+        what the cost table needs at `cost_batch_size` (the trigger's batch size; one of `batch_sizes`)."""
         handler = self.use(name, endpoint_url)
         latency: dict[int, float] = {}
         calls: Counter[tuple[str, str]] = Counter()
         records = 0
+        usage = None
         for size in batch_sizes:
             self._counter.reset()
-            walls = [self.invoke(handler, size)[0] for _ in range(repeats(size))]
+            self._counter.measure_units = size == cost_batch_size
+            log_start = self._log_size()
+            try:
+                walls = [self.invoke(handler, size)[0] for _ in range(repeats(size))]
+            finally:
+                self._counter.measure_units = False
             latency[size] = statistics.median(walls) * 1000
             if size == REFERENCE_BATCH_SIZE:
                 calls = self._counter.snapshot()
                 records = size * len(walls)
+            if size == cost_batch_size:
+                usage = self._usage(size * len(walls), latency[size], log_start)
         if not records:
             raise ValueError(f"batch sizes must include {REFERENCE_BATCH_SIZE}, the size calls are counted at")
         per_kind: Counter[str] = Counter()
@@ -165,7 +192,44 @@ class HandlerBench:
             latency_ms_by_batch_size=latency,
             calls_per_1000={kind: per_kind[kind] * scale for kind in ("invoke", "publish", "other")},
             get_queue_url_per_1000=calls[("sqs", "GetQueueUrl")] * scale,
+            usage=usage,
         )
+
+    def _usage(self, records: int, wall_ms: float, log_start: int) -> HandlerUsage:
+        """The billing units counted and the log written since `log_start`, for `records` records."""
+        destination = dead_letter = 0.0
+        for (service, operation, queue), units in self._counter.units_snapshot().items():
+            if queue and queue == self._dead_letter_queue:
+                dead_letter += units
+            elif call_kind(service, operation) == "publish":
+                destination += units
+        log_bytes, log_events = self._log_written_since(log_start)
+        return HandlerUsage(
+            records=records,
+            wall_ms_per_invocation=wall_ms,
+            source_record_bytes=statistics.fmean(len(body.encode("utf-8")) for body in self._bodies),
+            destination_units=destination,
+            dead_letter_units=dead_letter,
+            log_bytes=log_bytes,
+            log_events=log_events,
+        )
+
+    def _log_size(self) -> int:
+        if self._log_path is None:
+            return 0
+        # The handler's print() lines go through sys.stdout (the log file while the benchmark runs).
+        sys.stdout.flush()
+        return self._log_path.stat().st_size
+
+    def _log_written_since(self, start: int) -> tuple[int, int]:
+        """Bytes and lines the handler wrote to the log file since `start`."""
+        if self._log_path is None:
+            return 0, 0
+        self._log_size()
+        with self._log_path.open("rb") as log:
+            log.seek(start)
+            written = log.read()
+        return len(written), written.count(b"\n")
 
     def cpu_ms_per_record(self, name: str, endpoint_url: str, invocations: int) -> float:
         """Process CPU time inside the handler per record, with the endpoint in another process."""

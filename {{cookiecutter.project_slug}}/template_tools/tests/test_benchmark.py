@@ -32,6 +32,8 @@ PUBLISH_PER_1000 = 1000
 # One {{ {"sqs": "SendMessageBatch", "sns": "PublishBatch", "kinesis": "PutRecords"}.get(cookiecutter.output_destination, "") }} per batch of 10 records.
 PUBLISH_PER_1000 = 100
 {%- endif %}
+# SQS and SNS bill a publish call per 64 KiB chunk: a batch of 10 small envelopes is one request.
+PUBLISH_BILLED_PER_CALL = {{ "True" if cookiecutter.output_destination in ("sqs", "sns") else "False" }}
 # The naive handler looks the predictions queue's URL up before each SendMessage; other
 # destinations need no lookup per record.
 NAIVE_LOOKUPS_PER_1000 = {{ 1000 if cookiecutter.output_destination == "sqs" else 0 }}
@@ -61,6 +63,7 @@ def bench_run(tmp_path_factory, model_dir):
         "--cold-start-repetitions", "1",
         "--pipeline-messages", "20",
         "--ceiling-messages", "20",
+        "--capacity-records", "20",
     ]  # fmt: skip
     with pytest.MonkeyPatch.context() as monkeypatch:
         # Fake credentials, so nothing can reach a real AWS account.
@@ -91,7 +94,10 @@ def test_every_documented_figure_is_written_with_a_sensible_type(bench_run):
     assert isinstance(results["package_bytes"], int) and results["package_bytes"] > 0
     assert isinstance(results["local_throughput_fraction"], float) and results["local_throughput_fraction"] > 0
     assert results["local_throughput"]["pipeline_lost"] == 0
-    assert set(results["targets_met"]) >= {"batch10_latency_multiple", "cpu_ms_per_record", "package_bytes"}
+    assert set(results["targets_met"]) >= {"batch10_latency_multiple", "cpu_share_of_naive", "package_bytes"}
+    assert results["cpu_share_of_naive"]["batch"] > 0 and results["cpu_share_of_naive"]["per_record"] > 0
+    low, high = results["import_ratio_spread"]
+    assert low <= results["import_ratio"] <= high
     assert (out / "latency.png").exists() == CAN_PLOT
 
 
@@ -135,3 +141,34 @@ def test_batch_mode_makes_fewer_calls_in_all_than_the_naive_baseline(bench_run):
     calls = results["calls_per_1000"]
     assert sum(calls["batch"].values()) < sum(calls["naive"].values())
     assert calls["batch"]["invoke"] < calls["naive"]["invoke"]
+
+
+def test_the_cost_table_prices_every_handler_from_this_runs_counts(bench_run):
+    """cost_per_million: every row for every handler, the total their sum, and the counts the table
+    prices are the ones this run measured."""
+    results, printed, _ = bench_run
+    cost = results["cost_per_million"]
+    assert cost["batch_size"] == {{ cookiecutter.batch_size }} and cost["memory_mb"] == {{ cookiecutter.lambda_memory_mb }}
+    for handler in HANDLERS:
+        items = [row[handler] for row in cost["rows"].values()]
+        assert all(item["usd"] >= 0 and item["quantity"] >= 0 for item in items)
+        assert cost["total"][handler] == pytest.approx(sum(item["usd"] for item in items), abs=1e-5)
+    # A million predictions in batches of the trigger's size.
+    assert cost["rows"]["lambda_requests"]["batch"]["quantity"] == 1_000_000 / {{ cookiecutter.batch_size }}
+    # The handler's metric lines are in the log; the naive handler writes none, only Lambda's own lines.
+    assert cost["rows"]["log_bytes"]["batch"]["quantity"] > cost["rows"]["log_bytes"]["naive"]["quantity"]
+    assert cost["rows"]["dead_letter_requests"]["batch"]["quantity"] == 0
+    if PUBLISH_BILLED_PER_CALL and {{ cookiecutter.batch_size }} == 10:
+        calls = results["calls_per_1000"]
+        for handler in HANDLERS:
+            assert cost["rows"]["destination_requests"][handler]["quantity"] == calls[handler]["publish"] * 1000
+    assert "Cost per million predictions" in printed and "total, endpoint excluded" in printed
+
+
+def test_the_endpoint_capacity_compares_batched_calls_with_one_record_a_call(bench_run):
+    results, printed, _ = bench_run
+    capacity = results["endpoint_capacity"]
+    assert capacity["batch"]["records_per_call"] == 100 and capacity["per_record"]["records_per_call"] == 1
+    assert capacity["batch"]["predictions_per_second"] > 0 and capacity["per_record"]["predictions_per_second"] > 0
+    assert capacity["instance_type"] == "{{ cookiecutter.endpoint_instance_type }}"
+    assert "Endpoint capacity" in printed
