@@ -227,6 +227,7 @@ template_tools/tests/test_publishing.py
 template_tools/tests/test_sample_event_files.py
 template_tools/tests/test_source.py
 template_tools/tests/test_telemetry.py
+template_tools/tests/test_time_budget.py
 template_tools/tests/timing.py
 template_tools/throughput_bench.py
 tests/__init__.py

@@ -18,20 +18,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from chalicelib import extension_points
 
 from . import destination, source
-from .deadline import Deadline, LambdaContext
-from .endpoint import EndpointInvoker, PayloadCodec, Prediction
+from .deadline import Deadline, LambdaContext, publishing_budget
+from .endpoint import EndpointClients, EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
 from .failures import RecordFailure
 from .feature_events import Delivery, ExtensionPointError, FeatureEvent, RejectedRecord, parse_record
 from .input_schema import InputSchema
-from .publishing import OutgoingMessage, QueuePublisher, Sink, aws_client
-from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings
+from .publishing import MIN_POOL_CONNECTIONS, OutgoingMessage, QueuePublisher, Sink, aws_client
+from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings, SettingsError
 from .telemetry import Invocation, PayloadSampler, emf_line, emit_metrics, log
 
 logger = logging.getLogger(__name__)
@@ -137,21 +134,23 @@ class BatchProcessor:
 
     @classmethod
     def from_settings(cls, settings: HandlerSettings) -> BatchProcessor:
-        """Create the clients and the thread pool the way Lambda should run them."""
+        """Create the clients and the thread pool the way Lambda should run them.
+
+        Every client's calls end in time for the invocation to answer: the endpoint's by the
+        deadline (endpoint.EndpointClients), the publishing ones within DEADLINE_RESERVE_MS. The
+        same threads call the endpoint and publish, so each client keeps a connection for each.
+        """
+        try:
+            publishing = publishing_budget(settings.deadline_reserve_ms)
+        except ValueError as error:
+            raise SettingsError(f"DEADLINE_RESERVE_MS={settings.deadline_reserve_ms} is {error}") from None
         executor = ThreadPoolExecutor(max_workers=settings.endpoint_concurrency, thread_name_prefix="endpoint")
-        pool_size = max(10, settings.endpoint_concurrency)
-        runtime = boto3.client(
-            "sagemaker-runtime",
-            config=Config(
-                # botocore's standard mode already retries throttling and 5xx with jittered backoff.
-                retries={"mode": "standard", "total_max_attempts": 3},
-                connect_timeout=2,
-                read_timeout=settings.endpoint_timeout_seconds,
-                max_pool_connections=pool_size,
-            ),
-        )
+        pool_size = max(MIN_POOL_CONNECTIONS, settings.endpoint_concurrency)
+        endpoint_clients = EndpointClients(settings.endpoint_timeout_seconds, pool_size=pool_size)
+        # The full-length client is made now, so the first invocation's first call does not pay for it.
+        endpoint_clients.within(Deadline(context=None, reserve_ms=0))
         invoker = EndpointInvoker(
-            runtime_client=runtime,
+            clients=endpoint_clients,
             endpoint_name=settings.endpoint_name,
             codec=PayloadCodec(settings.endpoint_content_type),
             records_per_call=settings.records_per_endpoint_call,
@@ -159,12 +158,13 @@ class BatchProcessor:
             executor=executor,
         )
         dead_letter_queue = settings.dead_letter_queue_name
+        dead_letter_client = aws_client("sqs", budget=publishing, pool_size=pool_size)
         return cls(
             settings,
             invoker,
             predictions=destination.prediction_sink(executor),
             dead_letters=QueuePublisher(
-                aws_client("sqs"), dead_letter_queue, executor, fifo=dead_letter_queue.endswith(".fifo")
+                dead_letter_client, dead_letter_queue, executor, fifo=dead_letter_queue.endswith(".fifo")
             ),
             input_schema=InputSchema.from_setting(settings.model_input_schema),
         )

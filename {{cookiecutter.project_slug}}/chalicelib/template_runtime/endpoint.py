@@ -5,20 +5,40 @@ Records are packed into as few InvokeEndpoint requests as the payload limit and 
 records-per-call cap allow, the requests run on a bounded thread pool, and every answer is
 mapped back to its record. When a multi-record request fails because of its content (a
 ModelError), each of its records is sent again on its own, so one bad record fails only itself.
+
+No attempt outlives the invocation's deadline (deadline.py): each one's timeouts are cut to the
+time left, and retries are made here, only while there is time for them, not by botocore.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError as ConnectionFailure, HTTPClientError, ReadTimeoutError
+
 from .deadline import Deadline
 from .failures import RecordFailure, classify_endpoint_error
 from .feature_events import FeatureEvent
+
+# Attempts per request, the first included, while the deadline leaves time for them.
+MAX_ATTEMPTS = 3
+# Full jitter: a random wait up to 0.5 s before the second attempt, up to 1 s before the third.
+BACKOFF_BASE_SECONDS = 0.5
+# Within a region a connection to the endpoint takes milliseconds; one that takes a second is not coming.
+CONNECT_TIMEOUT_SECONDS = 1.0
+# An attempt with less time than this left before the deadline is not started: no answer would come in time.
+MIN_ATTEMPT_SECONDS = 0.2
+_THE_DEADLINE = "the invocation's deadline (DEADLINE_RESERVE_MS before the function timeout)"
 
 
 @dataclass(frozen=True)
@@ -90,19 +110,93 @@ class _Call:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A sagemaker-runtime client, and the timeouts its calls end by."""
+
+    client: Any
+    connect_seconds: float
+    read_seconds: float
+    # Shorter than ENDPOINT_TIMEOUT_SECONDS allows, because the deadline comes first.
+    cut_short: bool
+
+
+class EndpointClients:
+    """sagemaker-runtime clients by attempt length, so an attempt's timeouts end by the deadline.
+
+    botocore takes its timeouts from the client, not from the call, and its connect and read
+    timeouts together bound how long an attempt waits (botocore's Config reference:
+    https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html). So an
+    attempt with 4 s left goes through a client whose timeouts add up to 4 s at most. Lengths are
+    rounded down to whole seconds (tenths under one second), so a process makes few clients: each
+    is made on first use and kept. Their own retries are off; EndpointInvoker retries.
+    """
+
+    def __init__(self, read_timeout_seconds: int, pool_size: int = 10) -> None:
+        self._longest_tenths = round((read_timeout_seconds + CONNECT_TIMEOUT_SECONDS) * 10)
+        self._pool_size = pool_size
+        self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def within(self, deadline: Deadline) -> Attempt | None:
+        """The longest attempt that ends by the deadline, or None if too little time is left."""
+        while (tenths := self._tenths_left(deadline)) is not None:
+            seconds = tenths / 10
+            connect = min(CONNECT_TIMEOUT_SECONDS, seconds / 4)
+            with self._lock:
+                client = self._clients.get(tenths)
+            if client is not None:
+                return Attempt(client, connect, seconds - connect, cut_short=tenths < self._longest_tenths)
+            # Making a client takes CPU time (a lot on a busy machine): count it against the deadline.
+            self._make(tenths, connect, seconds - connect)
+        return None
+
+    def _tenths_left(self, deadline: Deadline) -> int | None:
+        """Tenths of a second the next attempt may take: whole seconds above one, at most the longest."""
+        seconds_left = min(deadline.seconds_left(), self._longest_tenths / 10)
+        tenths = math.floor(seconds_left * 10)
+        if tenths >= 10:
+            tenths -= tenths % 10
+        return tenths if tenths >= MIN_ATTEMPT_SECONDS * 10 else None
+
+    def _make(self, tenths: int, connect_seconds: float, read_seconds: float) -> None:
+        config = Config(
+            connect_timeout=connect_seconds,
+            read_timeout=read_seconds,
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=self._pool_size,
+        )
+        # boto3 does not create clients from one session safely on several threads at once.
+        with self._lock:
+            if tenths not in self._clients:
+                self._clients[tenths] = boto3.client("sagemaker-runtime", config=config)
+
+
+def _worth_another_attempt(error: Exception) -> bool:
+    """What botocore's standard retry mode would retry: throttling, 5xx answers, failed connections.
+
+    A ModelError is the container's own answer (424) and is not retried (boto3 guide, "Retries":
+    https://docs.aws.amazon.com/boto3/latest/guide/retries.html).
+    """
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status == 429 or status >= 500 or "Throttl" in error.response.get("Error", {}).get("Code", "")
+    return isinstance(error, ConnectionFailure | HTTPClientError)
+
+
 class EndpointInvoker:
     """Predicts a batch of feature events through one SageMaker endpoint."""
 
     def __init__(
         self,
-        runtime_client: Any,
+        clients: EndpointClients,
         endpoint_name: str,
         codec: PayloadCodec,
         records_per_call: int,
         payload_limit: int,
         executor: Executor,
     ) -> None:
-        self._runtime = runtime_client
+        self._clients = clients
         self._endpoint_name = endpoint_name
         self._codec = codec
         self._records_per_call = records_per_call
@@ -166,13 +260,34 @@ class EndpointInvoker:
             outcomes.update(zip(call.positions, result, strict=True))
 
     def _invoke(self, call: _Call, deadline: Deadline) -> list[Prediction] | RecordFailure:
-        if not deadline.allows_new_work():
-            return RecordFailure.transient_failure(
-                "DeadlineExceeded", "the invocation ran out of time before this record was sent"
-            )
+        failure = RecordFailure.transient_failure(
+            "DeadlineExceeded", f"{_THE_DEADLINE} came before the record was sent"
+        )
+        for number in range(1, MAX_ATTEMPTS + 1):
+            attempt = self._clients.within(deadline)
+            if attempt is None:
+                return failure
+            outcome = self._attempt(call, attempt)
+            if not isinstance(outcome, Exception):
+                return outcome
+            if isinstance(outcome, ReadTimeoutError):
+                # Not retried: SageMaker goes on with a request the client gave up on, so another
+                # attempt would add load to an endpoint that is already too slow.
+                return _timed_out(attempt)
+            failure = classify_endpoint_error(outcome)
+            if failure.permanent or not _worth_another_attempt(outcome):
+                return failure
+            pause = random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** (number - 1))
+            if deadline.seconds_left() - pause < MIN_ATTEMPT_SECONDS:
+                return failure
+            time.sleep(pause)
+        return failure
+
+    def _attempt(self, call: _Call, attempt: Attempt) -> list[Prediction] | RecordFailure | Exception:
+        """One InvokeEndpoint attempt: the predictions, a failure of the answer, or the call's exception."""
         started = time.perf_counter()
         try:
-            response = self._runtime.invoke_endpoint(
+            response = attempt.client.invoke_endpoint(
                 EndpointName=self._endpoint_name,
                 ContentType=self._codec.content_type,
                 Accept=self._codec.content_type,
@@ -180,7 +295,7 @@ class EndpointInvoker:
             )
             body = response["Body"].read()
         except Exception as error:  # noqa: BLE001 - classify_endpoint_error re-raises what it does not know
-            return classify_endpoint_error(error)
+            return error
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             answers = self._codec.split(body, len(call.positions))
@@ -190,3 +305,10 @@ class EndpointInvoker:
             return RecordFailure.permanent_failure("InvalidModelOutput", str(error))
         variant = response.get("InvokedProductionVariant", "")
         return [Prediction(output=answer, variant=variant, endpoint_latency_ms=latency_ms) for answer in answers]
+
+
+def _timed_out(attempt: Attempt) -> RecordFailure:
+    limit = f"all the time left before {_THE_DEADLINE}" if attempt.cut_short else "ENDPOINT_TIMEOUT_SECONDS"
+    return RecordFailure.transient_failure(
+        "EndpointTimeout", f"the endpoint did not answer within {attempt.read_seconds:.1f} s, {limit}"
+    )

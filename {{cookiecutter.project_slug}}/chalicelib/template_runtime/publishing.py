@@ -9,6 +9,7 @@ what to retry.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from .deadline import DEFAULT_RESERVE_MS, CallBudget, publishing_budget
 
-# Connections are opened only when needed; enough for every thread of the handler's pool to
-# call at once without waiting for one.
-MAX_POOL_CONNECTIONS = 50
+# botocore's default pool. Connections are opened only when needed, and a client keeps one for
+# each thread of the handler's pool (ENDPOINT_CONCURRENCY) when that is more, so every thread can
+# call at once without opening and dropping connections.
+MIN_POOL_CONNECTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,26 @@ class Sink(Protocol):
         ...
 
 
-def aws_client(service: str) -> Any:
-    """A client for one service with botocore's standard retries (throttling, 5xx, with jitter)."""
+def aws_client(service: str, *, budget: CallBudget | None = None, pool_size: int | None = None) -> Any:
+    """A client for publishing from the handler: explicit timeouts and attempts, a connection per thread.
+
+    Its calls' worst case fits in DEADLINE_RESERVE_MS (deadline.publishing_budget), as they run
+    after the endpoint's deadline; botocore's standard retry mode retries throttling and 5xx
+    answers with jittered backoff. Unless given, the budget and the pool follow the handler's
+    environment (DEADLINE_RESERVE_MS, ENDPOINT_CONCURRENCY), as the destinations call it.
+    """
+    if budget is None:
+        budget = publishing_budget(int(os.environ.get("DEADLINE_RESERVE_MS") or DEFAULT_RESERVE_MS))
+    if pool_size is None:
+        pool_size = max(MIN_POOL_CONNECTIONS, int(os.environ.get("ENDPOINT_CONCURRENCY") or 0))
     return boto3.client(
         service,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=MAX_POOL_CONNECTIONS),
+        config=Config(
+            connect_timeout=budget.connect_seconds,
+            read_timeout=budget.read_seconds,
+            retries={"mode": "standard", "total_max_attempts": budget.attempts},
+            max_pool_connections=pool_size,
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from . import source
 from .aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
+from .deadline import DEFAULT_RESERVE_MS
 
 # Set to "true" only where the trigger is known to have FunctionResponseTypes [ReportBatchItemFailures]:
 # the packaged stack (deploy/merge_template.py) and the fix-up after `chalice deploy`
@@ -120,7 +121,7 @@ class HandlerSettings:
                 env, "ENDPOINT_PAYLOAD_LIMIT_BYTES", INVOKE_ENDPOINT_MAX_REQUEST_BYTES
             ),
             endpoint_timeout_seconds=_positive_int(env, "ENDPOINT_TIMEOUT_SECONDS", 10),
-            deadline_reserve_ms=_positive_int(env, "DEADLINE_RESERVE_MS", 1000),
+            deadline_reserve_ms=_positive_int(env, "DEADLINE_RESERVE_MS", DEFAULT_RESERVE_MS),
             # A record this large cannot be a sensible model input; it also keeps one record
             # from filling a whole InvokeEndpoint request.
             max_record_bytes=_positive_int(env, "MAX_RECORD_BYTES", 256 * 1024),

@@ -9,12 +9,11 @@ Nothing here is timed.
 
 import json
 
-import boto3
 import pytest
 
 from chalicelib.template_runtime.aws_limits import INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 from chalicelib.template_runtime.deadline import Deadline
-from chalicelib.template_runtime.endpoint import EndpointInvoker, PayloadCodec, Prediction
+from chalicelib.template_runtime.endpoint import EndpointClients, EndpointInvoker, PayloadCodec, Prediction
 from chalicelib.template_runtime.failures import RecordFailure
 from chalicelib.template_runtime.feature_events import FeatureEvent
 
@@ -41,9 +40,9 @@ def feature_event(number: int, features: dict | None = None) -> FeatureEvent:
 def invoker(
     executor, content_type="application/json", records_per_call=100, payload_limit=INVOKE_ENDPOINT_MAX_REQUEST_BYTES
 ):
-    # The client is created inside the test, after the endpoint fixture has pointed boto3 at it.
+    # The clients are created inside the test, after the endpoint fixture has pointed boto3 at it.
     return EndpointInvoker(
-        runtime_client=boto3.client("sagemaker-runtime"),
+        clients=EndpointClients(read_timeout_seconds=10),
         endpoint_name="model-under-test",
         codec=PayloadCodec(content_type),
         records_per_call=records_per_call,
