@@ -5,7 +5,9 @@
 
 Copies the model input schema where Chalice packages it, runs `chalice package` with this
 stage's merge template (merge_template.py), then checks the result (template_checks.py), so a
-template without ReportBatchItemFailures, or with a "*" resource, is never deployed.
+template without ReportBatchItemFailures, or with a "*" resource, is never deployed; and the
+template as SAM expands it, with cfn-lint, so an event source CloudFormation would refuse is
+caught here rather than halfway through a stack update.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .cli import DeployError, run
 from .configuration import load_settings
 from .merge_template import merge_template
 from .settings import DeploySettings
-from .template_checks import template_problems
+from .template_checks import expanded_template_problems, template_problems
 
 PACKAGE_DIR = PROJECT_DIR / "package"
 TEMPLATE_FILE = "sam.json"
@@ -79,13 +81,14 @@ def package(settings: DeploySettings, out_dir: Path = PACKAGE_DIR, project_dir: 
     if result.returncode != 0:
         raise PackagingError(f"chalice package failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
     template_path = out_dir / TEMPLATE_FILE
-    problems = template_problems(json.loads(template_path.read_text(encoding="utf-8")), settings)
+    template = json.loads(template_path.read_text(encoding="utf-8"))
+    problems = template_problems(template, settings) or expanded_template_problems(template, settings.region)
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise PackagingError(f"{template_path} must not be deployed:\n{listed}")
     print(
         f"Packaged stage {settings.stage} into {out_dir} in {time.monotonic() - started:.1f} s "
-        f"({TEMPLATE_FILE}, deployment.zip; runtime {settings.lambda_runtime})"
+        f"({TEMPLATE_FILE}, deployment.zip; runtime {settings.lambda_runtime}; checked as SAM expands it)"
     )
     return template_path
 

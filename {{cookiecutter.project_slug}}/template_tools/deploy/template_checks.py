@@ -3,10 +3,15 @@
 
 Used by `make package` (which refuses to write a template that fails) and by the tests. Each
 check reads the final template, after Chalice's merge, because that is what CloudFormation runs.
+
+cfn-lint checks a SAM function's own properties but not its `Events`, which SAM turns into event
+source mappings: a `BatchSize` of "notanumber" passes it. So the template is also expanded as
+CloudFormation's SAM transform would (aws-sam-translator, offline) and cfn-lint checks the result.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +35,9 @@ except ModuleNotFoundError as missing:
 WILDCARD_ALLOWED_ACTIONS: frozenset[str] = source.WILDCARD_ACTIONS | destination.WILDCARD_ACTIONS | TRACING_ACTIONS
 # Log streams live under their group: `log-group:NAME:*` names one group's streams only.
 LOG_STREAM_SUFFIX = ":*"
+# SAM expands only a function whose code is on S3; `make deploy` uploads the zip and puts its URI
+# here, so the expansion is checked with a stand-in.
+CODE_URI_STAND_IN = "s3://code-bucket/deployment.zip"
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -83,6 +91,51 @@ def template_problems(template: dict[str, Any], settings: DeploySettings) -> lis
         *_iam_problems(template),
         *_queue_problems(template),
         *_encryption_problems(template),
+    ]
+
+
+def expanded_template(template: dict[str, Any], region: str) -> dict[str, Any]:
+    """The template as CloudFormation's SAM transform expands it in `region`, without calling AWS.
+
+    Raises samtranslator's InvalidDocumentException when SAM would refuse it.
+    """
+    # Imported here: SAM's translator takes about a second to import, and only packaging needs it.
+    import boto3
+    from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    sam = copy.deepcopy(template)
+    for function in resources_of_type(sam, "AWS::Serverless::Function").values():
+        function["Properties"]["CodeUri"] = CODE_URI_STAND_IN
+    # The session only tells SAM the region (and so the partition); no request is made. The
+    # metrics go nowhere, and are flushed so SAM does not warn about them at exit.
+    metrics = Metrics("ServerlessTransform", DummyMetricsPublisher())
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region), metrics=metrics)
+    try:
+        return translator.translate(sam, parameter_values={}, get_managed_policy_map=_no_managed_policies)
+    finally:
+        metrics.publish()
+
+
+def _no_managed_policies() -> dict[str, str]:
+    # Chalice's roles carry their policies inline: SAM never needs to look up a managed policy here.
+    raise RuntimeError("the template names an AWS managed policy; SAM's expansion would ask IAM for it")
+
+
+def expanded_template_problems(template: dict[str, Any], region: str) -> list[str]:
+    """What SAM's expansion refuses, then cfn-lint's errors and warnings on the expanded template."""
+    from cfnlint.api import lint
+    from samtranslator.model.exceptions import InvalidDocumentException
+
+    try:
+        expanded = expanded_template(template, region)
+    except InvalidDocumentException as error:
+        return [f"SAM cannot expand the template: {cause.message}" for cause in error.causes]
+    return [
+        f"after SAM's expansion, cfn-lint {match.rule.id} at {'/'.join(map(str, match.path))}: {match.message}"
+        for match in lint(json.dumps(expanded), regions=[region])
+        if match.rule.id.startswith(("E", "W"))
     ]
 
 

@@ -24,6 +24,7 @@ from template_tools.deploy.package import package
 from template_tools.deploy.queues import DEAD_LETTER_QUEUE
 from template_tools.deploy.template_checks import (
     WILDCARD_ALLOWED_ACTIONS,
+    expanded_template_problems,
     feature_event_sources,
     iam_statements,
     resources_of_type,
@@ -303,6 +304,17 @@ def test_the_checks_refuse_a_template_without_report_batch_item_failures_or_with
 
     assert any("ReportBatchItemFailures" in p for p in problems)
     assert any("not on named resources" in p for p in problems)
+
+
+@pytest.mark.parametrize("batch_size", ["notanumber", 20000], ids=["not-a-number", "over-the-limit"])
+def test_the_checks_refuse_an_event_source_that_only_sams_expansion_shows_wrong(packaged, batch_size):
+    """cfn-lint does not check a SAM function's Events; SAM's expansion and cfn-lint on its result do."""
+    broken = copy.deepcopy(packaged["template"])
+    the_trigger(broken)["BatchSize"] = batch_size
+
+    problems = expanded_template_problems(broken, packaged["settings"].region)
+
+    assert [p for p in problems if "BatchSize" in p], problems
 
 
 def test_the_merge_template_is_generated_per_stage():
