@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from template_tools.stage import PROJECT_DIR, StageSettings, load_stage
+from template_tools.stage import PROJECT_DIR, StageSettings, UnknownStageError, load_stage
 
 from . import destination, names, source
 from .queues import MIN_MAX_RECEIVE_COUNT
@@ -53,7 +53,11 @@ def load_settings(
     for dotted_key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, dotted_key, value)
-    stage_settings = load_stage(stage, project_dir)
+    try:
+        stage_settings = load_stage(stage, project_dir)
+    except UnknownStageError as error:
+        # Said before anything is named after the stage: a function, stack or role AWS would refuse.
+        raise DeploySettingsError(str(error)) from None
     settings = _build(raw, stage_settings)
     problems = settings_problems(settings)
     if problems:

@@ -5,9 +5,11 @@
 
 Every run creates a new model and endpoint config (named after the endpoint and the time). A new
 endpoint is created; an existing one is updated in place, which SageMaker does without downtime
-(new instances first, then traffic moves). If the update fails, SageMaker keeps the old config
-serving; this script then says so, removes what it just created, and exits non-zero. After a
-successful update the replaced config and its model are deleted.
+(new instances first, then traffic moves). On the same instance type the update keeps the
+instance count autoscaling has reached, and the scaling policy; a new instance type starts at
+endpoint.realtime.instance_count, with autoscaling registered again. If the update fails,
+SageMaker keeps the old config serving; this script then says so, removes what it just created,
+and exits non-zero. After a successful update the replaced config and its model are deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,6 +96,20 @@ def config_models(sagemaker: Any, config_name: str) -> list[str]:
     except ClientError:
         return []
     return [variant["ModelName"] for variant in config["ProductionVariants"]]
+
+
+def serving_variant(sagemaker: Any, config_name: str) -> dict[str, Any]:
+    """The single variant an endpoint config serves (empty if the config is gone)."""
+    try:
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    except ClientError:
+        return {}
+    return config["ProductionVariants"][0]
+
+
+def same_instances(old_variant: Mapping[str, Any], new_variant: Mapping[str, Any]) -> bool:
+    """Whether both variants run on instances of one type (a serverless variant runs on none)."""
+    return bool(old_variant.get("InstanceType")) and old_variant.get("InstanceType") == new_variant.get("InstanceType")
 
 
 def model_data_of(sagemaker: Any, model_name: str) -> str | None:
@@ -267,15 +283,37 @@ class EndpointDeployer:
             )
 
     def update_endpoint(self, config_name: str, old_config: str, old_models: list[str]) -> None:
-        """Switch the endpoint to config_name; on failure keep (and say) what still serves."""
+        """Switch the endpoint to config_name; on failure keep (and say) what still serves.
+
+        As AWS's "Update endpoints that use auto scaling" says
+        (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html): SageMaker
+        refuses an update that changes the instance type of a variant that is a scalable target, so
+        only then is the target deregistered (its policy goes with it), to be registered again once
+        the new config serves. A new model on the same instance type is updated with autoscaling in
+        place and RetainAllVariantProperties, so the new fleet starts at the instance count
+        autoscaling had reached, not at the config's InitialInstanceCount.
+        """
         sagemaker, scaler = self.clients.sagemaker, self.clients.autoscaling
-        # SageMaker refuses to update a variant that is a scalable target when its instance type
-        # changes; it is registered again once the new config serves.
-        was_scaled = autoscaling.is_registered(scaler, self.endpoint_name)
-        autoscaling.disable(scaler, self.endpoint_name, self.say)
-        sagemaker.update_endpoint(EndpointName=self.endpoint_name, EndpointConfigName=config_name)
+        old_variant = serving_variant(sagemaker, old_config)
+        new_variant = production_variant(self.settings, config_name)
+        keep_instances = same_instances(old_variant, new_variant)
+        deregistered = not keep_instances and autoscaling.is_registered(scaler, self.endpoint_name)
+        if deregistered:
+            new_instances = new_variant.get("InstanceType", "serverless")
+            self.say(
+                f"The instance type changes from {old_variant.get('InstanceType')} to {new_instances}: autoscaling "
+                "is removed for the update (SageMaker refuses it otherwise)"
+            )
+            autoscaling.disable(scaler, self.endpoint_name, self.say)
+        sagemaker.update_endpoint(
+            EndpointName=self.endpoint_name, EndpointConfigName=config_name, RetainAllVariantProperties=keep_instances
+        )
+        kept = ""
+        if keep_instances:
+            kept = f"; on {old_variant['InstanceType']} it keeps its instance count and autoscaling"
         self.say(
-            f"Updating endpoint {self.endpoint_name} from {old_config} to {config_name}; the old one serves meanwhile"
+            f"Updating endpoint {self.endpoint_name} from {old_config} to {config_name}{kept}; the old one serves "
+            "meanwhile"
         )
         self.wait()
         after = describe_endpoint(sagemaker, self.endpoint_name) or {}
@@ -286,7 +324,7 @@ class EndpointDeployer:
             self.delete_config_and_models(config_name, [config_name])
             # What still serves is the old config: it gets back the scaling it had, whatever kind
             # of endpoint the failed update was asking for.
-            if was_scaled:
+            if deregistered:
                 autoscaling.enable(scaler, self.endpoint_name, self.settings.endpoint.realtime, self.say)
             raise DeployError(
                 f"the update of {self.endpoint_name} failed and was rolled back; {serving} still serves. "

@@ -7,6 +7,7 @@ the files edited later, so every deploy command checks the names it is about to 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -38,6 +39,9 @@ STACK_ARN_PREFIX = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:"
 # A UTC second suffixes each model and endpoint config, so every deploy gets fresh names.
 VERSION_SUFFIX_FORMAT = "%Y%m%d-%H%M%S"
 VERSION_SUFFIX_LENGTH = len("-20261125-105800")
+# A name too long for its limit is cut and ends with this many hex digits of a hash of the whole
+# name: stages' names differ only at their end (`-dev`), so a plain cut would give two stages one name.
+NAME_HASH_LENGTH = 8
 
 
 def sagemaker_name_problem(name: str) -> str | None:
@@ -67,16 +71,27 @@ def stream_name_problem(name: str) -> str | None:
     return None
 
 
+def bounded_name(name: str, limit: int) -> str:
+    """The name as it is if it fits the limit; else cut, then a hash of the whole name.
+
+    Two names that differ anywhere stay different, and a name that fits keeps its spelling, so
+    the roles and models deployed before this rule keep theirs.
+    """
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:NAME_HASH_LENGTH]
+    return f"{name[: limit - NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
+
+
 def versioned_name(endpoint_name: str, now: datetime | None = None) -> str:
-    """Name a new model and endpoint config after the endpoint, unique to the second."""
+    """Name a new model and endpoint config after the endpoint, unique to the second and to the stage."""
     stamp = (now or datetime.now(UTC)).strftime(VERSION_SUFFIX_FORMAT)
-    stem = endpoint_name[: SAGEMAKER_NAME_LIMIT - VERSION_SUFFIX_LENGTH].rstrip("-")
-    return f"{stem}-{stamp}"
+    return f"{bounded_name(endpoint_name, SAGEMAKER_NAME_LIMIT - VERSION_SUFFIX_LENGTH)}-{stamp}"
 
 
 def execution_role_name(endpoint_name: str) -> str:
-    """Name the IAM role SageMaker runs the endpoint's container with."""
-    return f"sagemaker-{endpoint_name}"[:IAM_ROLE_NAME_LIMIT].rstrip("-")
+    """Name the IAM role SageMaker runs the endpoint's container with: one role per endpoint, so per stage."""
+    return bounded_name(f"sagemaker-{endpoint_name}", IAM_ROLE_NAME_LIMIT)
 
 
 def endpoint_arn_name(endpoint_name: str) -> str:

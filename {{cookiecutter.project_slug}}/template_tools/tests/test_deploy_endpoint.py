@@ -10,7 +10,9 @@ update fail the way SageMaker does: the endpoint goes back to InService on the o
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,16 +24,19 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sagemaker.responses import SageMakerResponse
 
-from template_tools.deploy import autoscaling
+from template_tools import operator_stage
+from template_tools.deploy import autoscaling, names
 from template_tools.deploy.artifacts import ensure_bucket
 from template_tools.deploy.cli import DeployError
 from template_tools.deploy.configuration import PROJECT_DIR, load_settings
 from template_tools.deploy.endpoint_deploy import AwsClients, EndpointDeployer
 from template_tools.deploy.endpoint_destroy import destroy_endpoint
+from template_tools.deploy.merge_template import merge_template
 from template_tools.deploy.model_archive import build_archive
 from template_tools.deploy.names import execution_role_name
 from template_tools.deploy.progress import Poller, WaitTimedOut
 from template_tools.deploy.settings import DeploySettingsError
+from template_tools.stage import LAMBDA_FUNCTION_NAME_LIMIT, StageNameError, load_stage, stage_name_problem
 
 BUCKET = "team-model-artifacts"
 
@@ -155,6 +160,84 @@ def test_a_new_model_updates_the_endpoint_in_place_and_deletes_the_replaced_conf
         aws.sagemaker.describe_endpoint_config(EndpointConfigName=first.config_name)
     assert [m["ModelName"] for m in aws.sagemaker.list_models()["Models"]] == [second.model_name]
     assert autoscaling.is_registered(aws.autoscaling, settings.endpoint.name), "autoscaling comes back after the update"
+
+
+class ApiCalls:
+    """The calls the deploy makes through the real boto3 clients, in order, with the parameters it gave.
+
+    moto ignores some parameters (RetainAllVariantProperties), so what SageMaker would be asked is
+    read from the request itself, before it is sent.
+    """
+
+    def __init__(self, *clients) -> None:
+        self.made: list[tuple[str, dict]] = []
+        for client in clients:
+            client.meta.events.register("provide-client-params", self.record)
+
+    def record(self, params, model, **_) -> None:
+        self.made.append((model.name, dict(params)))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.made]
+
+    def of(self, operation: str) -> list[dict]:
+        return [params for name, params in self.made if name == operation]
+
+
+@pytest.fixture
+def api_calls(aws) -> ApiCalls:
+    return ApiCalls(aws.sagemaker, aws.autoscaling)
+
+
+def test_a_new_model_keeps_the_instance_count_and_the_scaling_policy(
+    aws, settings, deployer_for, model_dir, tmp_path, api_calls
+):
+    """AWS: deregister only when the instance type changes; retain the variant's instance count otherwise."""
+    deployer_for(settings).deploy(model_dir)
+    retrained = tmp_path / "model"
+    shutil.copytree(model_dir, retrained)
+    (retrained / "extra-artifact.json").write_text('{"retrained": true}')
+    api_calls.made.clear()
+
+    deployer_for(settings).deploy(retrained)
+
+    (update,) = api_calls.of("UpdateEndpoint")
+    assert update.get("RetainAllVariantProperties") is True, "the new fleet keeps the count autoscaling reached"
+    assert "DeregisterScalableTarget" not in api_calls.names() and "DeleteScalingPolicy" not in api_calls.names()
+    targets = aws.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == [autoscaling.resource_id(settings.endpoint.name)]
+    policies = aws.autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == [autoscaling.policy_name(settings.endpoint.name)]
+
+
+def test_a_new_instance_type_deregisters_autoscaling_before_the_update_and_says_why(
+    aws, settings, deployer_for, model_dir, api_calls
+):
+    """SageMaker refuses to change the instance type of a scalable target, so only then is it deregistered."""
+    deployer_for(settings).deploy(model_dir)
+    bigger = load_settings(
+        "dev",
+        {
+            "endpoint.kind": "realtime",
+            "endpoint.realtime.instance_type": "ml.c5.xlarge",
+            "endpoint.image_uri": settings.endpoint.image_uri,
+            "artifacts.bucket": BUCKET,
+        },
+    )
+    api_calls.made.clear()
+
+    deployer_for(bigger).deploy(model_dir)
+
+    calls = api_calls.names()
+    assert (
+        calls.index("DeregisterScalableTarget") < calls.index("UpdateEndpoint") < calls.index("RegisterScalableTarget")
+    )
+    (update,) = api_calls.of("UpdateEndpoint")
+    assert not update.get("RetainAllVariantProperties"), "a new instance type starts at the configured count"
+    assert any(f"{settings.endpoint.realtime.instance_type} to ml.c5.xlarge" in line for line in deployer_for.lines), (
+        "the deploy says why autoscaling is removed for a moment"
+    )
+    assert autoscaling.is_registered(aws.autoscaling, settings.endpoint.name)
 
 
 def test_an_unchanged_model_is_not_uploaded_twice(aws, settings, deployer_for, model_dir):
@@ -309,6 +392,125 @@ def test_settings_are_checked_again_at_run_time_with_every_problem_listed():
         )
     message = str(refused.value)
     assert "memory_mb" in message and "max_concurrency" in message and "artifacts.bucket" in message
+
+
+# The longest answers the generator accepts (hooks/pre_gen_project.py): a 37-character slug, which
+# is the app name, and a 59-character endpoint name, which the dev stage suffixes with "-dev".
+LONGEST_APP_NAME = "a" * 37
+LONGEST_ENDPOINT_NAME_LENGTH = 63 - len("-dev")
+# A stage a team adds beside dev and prod, named as short as its suffix must be to fit.
+EXTRA_STAGE = "qa"
+DEPLOY_TIME = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+# Keys of the merge template whose names are not resources': AWS's metrics and their dimensions,
+# and a table's attributes (the same in every stage by design).
+NOT_RESOURCE_NAMES = frozenset({"MetricName", "Dimensions", "AttributeName"})
+
+
+def project_with_names(tmp_path, app_name: str, endpoint_name: str, stages: dict[str, str] | None = None):
+    """A copy of this project's deploy settings with another app name and prod endpoint name.
+
+    Every other stage (dev, and those in `stages`: name to suffix) names its endpoint and
+    resources as dev does, with its own suffix.
+    """
+    project = tmp_path / "project"
+    (project / ".chalice").mkdir(parents=True)
+    (project / "deploy").mkdir()
+    shutil.copyfile(PROJECT_DIR / "deploy" / "config.json", project / "deploy" / "config.json")
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    config["app_name"] = app_name
+    dev = config["stages"]["dev"]
+    config["stages"]["prod"]["environment_variables"]["ENDPOINT_NAME"] = endpoint_name
+    dev["environment_variables"]["ENDPOINT_NAME"] = f"{endpoint_name}-dev"
+    for stage, suffix in (stages or {}).items():
+        config["stages"][stage] = json.loads(json.dumps(dev).replace("-dev", suffix))
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    return project
+
+
+def derived_names(settings) -> dict[str, str]:
+    """Every name the deploy makes up for one stage's resources, by what it names.
+
+    The merge template's names are taken whatever their key (queues, streams, log groups, alarms,
+    policies, functions, tables), so a name added there later is checked too.
+    """
+    found = {
+        "execution role": names.execution_role_name(settings.endpoint.name),
+        "model and endpoint config": names.versioned_name(settings.endpoint.name, DEPLOY_TIME),
+        "scaling policy": autoscaling.policy_name(settings.endpoint.name),
+        "scalable target": autoscaling.resource_id(settings.endpoint.name),
+        "handler function": settings.function_name,
+        "stack": settings.stack_name,
+    }
+
+    def collect(node, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in NOT_RESOURCE_NAMES:
+                    continue
+                if key.endswith("Name") and isinstance(value, str):
+                    found[f"{path}/{key}"] = value
+                collect(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                collect(value, f"{path}/{index}")
+
+    collect(merge_template(settings)["Resources"], "")
+    return found
+
+
+@pytest.mark.parametrize("endpoint_length", [46, 47, 53, 54, LONGEST_ENDPOINT_NAME_LENGTH])
+def test_no_two_stages_share_a_derived_name_even_with_the_longest_answers(tmp_path, endpoint_length):
+    """A shared name is a shared resource: a dev deploy would rewrite prod's role, a dev destroy delete it."""
+    project = project_with_names(tmp_path, LONGEST_APP_NAME, "e" * endpoint_length, {EXTRA_STAGE: f"-{EXTRA_STAGE}"})
+    stages = {stage: derived_names(load_settings(stage, project_dir=project)) for stage in ("dev", "prod", EXTRA_STAGE)}
+
+    for first, second in itertools.combinations(stages, 2):
+        shared = {what: name for what, name in stages[first].items() if name in stages[second].values()}
+        assert shared == {}, f"{first} and {second} share these names"
+    for derived in stages.values():
+        assert len(derived["execution role"]) <= names.IAM_ROLE_NAME_LIMIT
+        assert names.sagemaker_name_problem(derived["model and endpoint config"]) is None
+        assert len(derived["handler function"]) <= LAMBDA_FUNCTION_NAME_LIMIT
+
+
+def test_a_name_that_fits_is_kept_as_it_is():
+    """Roles already created under their full name keep it: only names over the limit change."""
+    assert names.execution_role_name("product-recommendations-model") == "sagemaker-product-recommendations-model"
+    assert names.versioned_name("product-recommendations-model", DEPLOY_TIME) == (
+        "product-recommendations-model-20261125-100000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "reason"),
+    [("staging", "Lambda allows 64.* at most 4 characters"), ("qa_1", "only letters, digits and hyphens")],
+    ids=["too-long", "underscore"],
+)
+def test_a_stage_name_aws_cannot_use_is_refused_with_the_limit_and_the_fix(
+    tmp_path, capsys, monkeypatch, stage, reason
+):
+    """A 37-character app leaves 4 characters for the stage in `<app>-<stage>-handle_feature_events`."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # the operator commands set it from deploy/config.json
+    project = project_with_names(tmp_path, LONGEST_APP_NAME, "e" * 40, {stage: f"-{stage}"})
+
+    with pytest.raises(StageNameError, match=reason) as refused:
+        load_stage(stage, project)
+    with pytest.raises(DeploySettingsError, match=reason):
+        load_settings(stage, project_dir=project)
+
+    message = str(refused.value)
+    assert repr(stage) in message and re.search(r"Rename the stage in \S*\.chalice/config\.json", message)
+    # The operator commands (send, tail, redrive, replay) print it as one line and exit 2.
+    assert operator_stage.run_command(lambda: operator_stage.operator_environment(stage, project)) == 2
+    assert re.search(reason, capsys.readouterr().err)
+
+
+def test_every_stage_this_project_defines_can_name_its_resources():
+    """A stage added to .chalice/config.json is checked by `make test`, before any deploy."""
+    stages = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())["stages"]
+    app_name = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())["app_name"]
+    assert {stage: stage_name_problem(stage, app_name) for stage in stages} == dict.fromkeys(stages)
 
 
 def test_the_model_archive_is_reproducible(model_dir, tmp_path):
