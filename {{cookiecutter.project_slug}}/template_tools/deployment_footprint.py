@@ -97,21 +97,27 @@ def build_package(project_dir: Path, work_dir: Path, stage: str, environment: Ma
     return DeploymentPackage(zip_path=zip_path, size_bytes=zip_path.stat().st_size, seconds=seconds)
 
 
-def measure_cold_start(code_dir: Path, environment: Mapping[str, str], repetitions: int) -> ColdStart:
+def measure_cold_start(
+    code_dir: Path, environment: Mapping[str, str], repetitions: int, python: str = sys.executable
+) -> ColdStart:
     """Time the app's and the reference's cold work in alternating fresh interpreters; take medians.
+
+    `python` is the interpreter to start (another runtime's, with boto3 installed, as Lambda's
+    runtime has it); by default this one.
 
     `code_dir` should be the unpacked deployment package: that is what Lambda imports, vendored
     chalice included. Bytecode is neither read from nor written to it (-B, and the package holds
     none), as on Lambda, whose task directory is read-only.
     """
+    compile_sdk(python, environment)
     app_imports: list[float] = []
     app_totals: list[float] = []
     reference_totals: list[float] = []
     for _ in range(repetitions):
-        imported, total = _run_cold(_APP_COLD_START, code_dir, environment)
+        imported, total = _run_cold(_APP_COLD_START, code_dir, environment, python)
         app_imports.append(imported)
         app_totals.append(total)
-        reference_totals.append(_run_cold(_BOTO3_COLD_START, code_dir, environment)[1])
+        reference_totals.append(_run_cold(_BOTO3_COLD_START, code_dir, environment, python)[1])
     return ColdStart(
         app_import=statistics.median(app_imports),
         app_import_and_clients=statistics.median(app_totals),
@@ -122,6 +128,34 @@ def measure_cold_start(code_dir: Path, environment: Mapping[str, str], repetitio
     )
 
 
+# The SDK that Lambda's Python runtime ships, with what it imports.
+_SDK_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+def compile_sdk(python: str, environment: Mapping[str, str]) -> None:
+    """Compile `python`'s boto3 and its dependencies to bytecode, as Lambda's runtime ships them.
+
+    A venv built by uv, or used with PYTHONDONTWRITEBYTECODE=1, has no .pyc files, and with -B
+    every interpreter would compile botocore from source: that tripled the reference's time on
+    one machine and made the app's ratio look better than on Lambda. compileall writes the
+    files whatever PYTHONDONTWRITEBYTECODE says; only the SDK is compiled, never the package.
+    """
+    locate = (
+        "import importlib.util, os; "
+        f"specs = [importlib.util.find_spec(name) for name in {_SDK_MODULES!r}]; "
+        "print('\\n'.join(os.path.dirname(spec.origin) if spec.submodule_search_locations else spec.origin "
+        "for spec in specs if spec and spec.origin))"
+    )
+    env = {key: value for key, value in environment.items() if key != "PYTHONPATH"} | {
+        "PATH": os.environ.get("PATH", "")
+    }
+    found = subprocess.run([python, "-E", "-c", locate], env=env, check=True, capture_output=True, text=True)
+    paths = [line for line in found.stdout.splitlines() if line]
+    subprocess.run(
+        [python, "-E", "-m", "compileall", "-q", "-j", "0", *paths], env=env, check=True, capture_output=True
+    )
+
+
 def unpack(zip_path: Path, target: Path) -> Path:
     """Unzip the package where Lambda would, into `target`."""
     with zipfile.ZipFile(zip_path) as archive:
@@ -129,13 +163,13 @@ def unpack(zip_path: Path, target: Path) -> Path:
     return target
 
 
-def _run_cold(snippet: str, code_dir: Path, environment: Mapping[str, str]) -> tuple[float, float]:
+def _run_cold(snippet: str, code_dir: Path, environment: Mapping[str, str], python: str) -> tuple[float, float]:
     # -E ignores PYTHONPATH, so only the code directory (first on sys.path for -c) and the
     # environment's site-packages are importable, as on Lambda.
     env = dict(environment)
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [sys.executable, "-E", "-B", "-c", snippet],
+        [python, "-E", "-B", "-c", snippet],
         cwd=code_dir,
         env=env | {"PATH": os.environ.get("PATH", "")},
         check=True,
