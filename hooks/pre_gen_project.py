@@ -126,7 +126,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "output_destination": ("sqs", "sns", "kinesis", "dynamodb"),
     "read_api_auth": ("iam", "none"),
     "xray_tracing": ("off", "active"),
-    "lambda_runtime": ("python3.12", "python3.13"),
+    # Chalice 1.34 packages up to python3.14; the merge template sets the function's Runtime.
+    "lambda_runtime": ("python3.12", "python3.13", "python3.14"),
     "endpoint_content_type": ("application/json", "application/jsonlines"),
     "endpoint_call_mode": ("batch", "per-record"),
     "model_framework": ("sklearn", "xgboost", "pytorch", "huggingface", CUSTOM_FRAMEWORK),

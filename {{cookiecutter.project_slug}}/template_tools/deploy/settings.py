@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RUNTIMES = ("python3.12", "python3.13")
+RUNTIMES = ("python3.12", "python3.13", "python3.14")
 ENDPOINT_KINDS = ("realtime", "serverless")
 # SageMaker's framework containers the image lookup knows, each with a version it has an inference
 # image for (for the error messages; deploy/config.json holds the version actually used).
