@@ -30,6 +30,8 @@ longer holds (past its retention) is reported as unrecoverable and left in the d
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import sys
 import time
@@ -41,6 +43,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBUTE
 
 from .features_producer import FeaturesProducer, OutgoingEvent, event_group
 from .operator_progress import Progress
@@ -215,7 +219,7 @@ class DeadLetterQueue:
         group = message.get("Attributes", {}).get("MessageGroupId", "")
         reason = attributes.get("error_code") or TRIGGER_DEAD_LETTER_REASON
         resent, unrecoverable = self._events.read(
-            message["MessageId"], body, group, attributes.get("error_code"), event_group
+            message["MessageId"], original_body(body, attributes), group, attributes.get("error_code"), event_group
         )
         events = tuple(OutgoingEvent(*event) for event in resent)
         return DeadLetter(
@@ -229,6 +233,21 @@ class DeadLetterQueue:
             events=events,
             unrecoverable=unrecoverable,
         )
+
+
+def original_body(body: str, attributes: Mapping[str, str]) -> str:
+    """A dead letter's body as the record arrived: the handler sends one SQS cannot carry base64-encoded.
+
+    The bytes are decoded with surrogateescape, so bytes that are not UTF-8 (a Kinesis record's)
+    come back byte for byte when the sender encodes them the same way.
+    """
+    if attributes.get(BODY_ENCODING_ATTRIBUTE) != BASE64_BODY:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8", "surrogateescape")
+    except binascii.Error:
+        # Not what the handler writes: sent as it is rather than not at all.
+        return body
 
 
 def inspect(queue: DeadLetterQueue) -> Inspection:

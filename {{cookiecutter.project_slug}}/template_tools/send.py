@@ -12,7 +12,8 @@ envelope around one, the same lines `make local FILE=...` and `make soak FILE=..
 from; here each line is sent as it is, even one that is not JSON: the pipeline dead-letters
 what it cannot read, which is what a producer's bad event does too (the count of such lines is
 printed). A line holding a dead-letter export record
-({"body": ..., "attributes": ...}, written by `make redrive DRY_RUN=1 EXPORT=...`) sends its body.
+({"body": ..., "attributes": ...}, written by `make redrive DRY_RUN=1 EXPORT=...`) sends its body,
+decoded first when the handler had to base64-encode it (attribute body_encoding, see redrive.py).
 Each event goes under its model input's PARTITION_KEY_FIELD (the stage's), else its event_id.
 """
 
@@ -33,6 +34,7 @@ from .local_pipeline import model_input_schema_path, sample_events
 from .model_samples import SAMPLES_FILE, SamplesError
 from .operator_progress import Progress
 from .operator_stage import operator_environment, run_command, where
+from .redrive import original_body
 
 # Events handed to the producer at a time: enough for whole batch calls, little enough that
 # progress moves and a huge file is never held in memory.
@@ -103,7 +105,8 @@ def _file_line(number: int, line: str) -> FileLine:
         return FileLine(number, line, is_json=False)
     is_export = isinstance(document, dict) and isinstance(document.get("body"), str)
     if is_export and isinstance(document.get("attributes"), dict):
-        return FileLine(number, document["body"], group=str(document.get("group") or ""))
+        body = original_body(document["body"], document["attributes"])
+        return FileLine(number, body, group=str(document.get("group") or ""))
     return FileLine(number, line)
 
 

@@ -9,6 +9,7 @@ once the destination has accepted its prediction or the dead-letter queue its re
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from typing import Any
 from chalicelib import extension_points
 
 from . import destination, source
+from .aws_limits import SQS_REFUSED_CHARACTER
 from .deadline import Deadline, LambdaContext, publishing_budget
 from .endpoint import EndpointClients, EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
@@ -35,6 +37,14 @@ logger = logging.getLogger(__name__)
 
 # Long model messages are cut so the dead-letter record stays well inside SQS's limits.
 _MAX_REASON_CHARS = 1000
+# A dead letter whose body is not the record's text as it is says how it is encoded in this
+# message attribute; `make redrive` and `make replay` decode it before sending the record again.
+BODY_ENCODING_ATTRIBUTE = "body_encoding"
+BASE64_BODY = "base64"
+# The error code of a record whose bytes are not UTF-8: the source kept them base64-encoded.
+_KEPT_BASE64 = "InvalidEncoding"
+# The error code of a record whose prediction the destination refused for good.
+PREDICTION_REFUSED = "PredictionRefused"
 
 
 class WholeBatchRetry(RuntimeError):
@@ -58,20 +68,36 @@ class WholeBatchRetry(RuntimeError):
 
 
 def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> OutgoingMessage:
-    """The dead-letter record for a record: the original body, the reason in attributes."""
-    return OutgoingMessage(
-        key=item.message_id,
-        body=item.body,
-        attributes={
-            "error_code": failure.code,
-            "error_reason": failure.reason[:_MAX_REASON_CHARS] or failure.code,
-            "attempt_count": str(item.receive_count),
-            "source_message_id": item.message_id,
-            "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        },
-        # A FIFO dead-letter queue keeps each group's failures in order too.
-        group=item.group,
-    )
+    """The dead-letter record for a record: the original body, the reason in attributes.
+
+    SQS refuses a message holding a character outside its set (aws_limits.SQS_REFUSED_CHARACTER),
+    which a Kinesis record may hold, on every attempt: such a body, and one the source kept
+    base64-encoded because it is not UTF-8, travels base64-encoded with body_encoding=base64.
+    """
+    body, encoding = _carried_body(item, failure)
+    attributes = {
+        "error_code": failure.code,
+        "error_reason": failure.reason[:_MAX_REASON_CHARS] or failure.code,
+        "attempt_count": str(item.receive_count),
+        "source_message_id": item.message_id,
+        "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    if encoding:
+        attributes[BODY_ENCODING_ATTRIBUTE] = encoding
+    # An attribute value has the body's character rules, and a model's message or an event id
+    # may quote the record: a character SQS refuses becomes U+FFFD rather than lose the dead letter.
+    attributes = {name: SQS_REFUSED_CHARACTER.sub("\ufffd", value) for name, value in attributes.items()}
+    # A FIFO dead-letter queue keeps each group's failures in order too.
+    return OutgoingMessage(key=item.message_id, body=body, attributes=attributes, group=item.group)
+
+
+def _carried_body(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> tuple[str, str]:
+    """The record's body as the dead-letter queue can carry it, and its encoding ("" when sent as it is)."""
+    if failure.code == _KEPT_BASE64:
+        return item.body, BASE64_BODY
+    if not SQS_REFUSED_CHARACTER.search(item.body):
+        return item.body, ""
+    return base64.b64encode(item.body.encode("utf-8", "surrogateescape")).decode("ascii"), BASE64_BODY
 
 
 def _rejected(event: FeatureEvent, failure: RecordFailure) -> RejectedRecord:
@@ -200,6 +226,10 @@ class BatchProcessor:
         if self._input_schema is not None and (violation := self._input_schema.violation(item.features)):
             return _rejected(item, RecordFailure.permanent_failure("SchemaViolation", violation))
         if not self._settings.partition_key_field:
+            # The prediction keeps the source's group (a FIFO predictions queue's MessageGroupId).
+            problem = self._predictions.key_problem(item.group) if item.group else ""
+            if problem:
+                return _rejected(item, RecordFailure.permanent_failure("InvalidPartitionKey", f"the group {problem}"))
             return item
         key = self._prediction_key(item)
         if isinstance(key, RecordFailure):
@@ -221,7 +251,20 @@ class BatchProcessor:
             return ExtensionPointError.returned(
                 "prediction_key", f"returned {type(key).__name__}; a key is a string (or None for no key)"
             ).failure()
+        # A key the destination refuses would be refused on every delivery, holding its group
+        # back; found here, it costs no endpoint call.
+        if problem := self._key_problem(key):
+            return RecordFailure.permanent_failure("InvalidPartitionKey", f"the prediction key ({field!r}) {problem}")
         return key
+
+    def _key_problem(self, key: str) -> str:
+        """Why the destination would refuse this key on every attempt ("" when it takes it)."""
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            # A JSON "\ud800" escape reads as a lone surrogate, which no service's UTF-8 can carry.
+            return "is not valid Unicode text (it holds a lone surrogate)"
+        return self._predictions.key_problem(key)
 
     def _settle(
         self, item: FeatureEvent | RejectedRecord, outcome: Prediction | RecordFailure | None, predicted_at: datetime
@@ -249,11 +292,13 @@ class BatchProcessor:
             return Settlement(item, dead_letter(item, outcome), dead_lettered=True)
         return Settlement(item, retry_reason=f"{outcome.code}: {outcome.reason}")
 
-    def _publish(self, settlements: Sequence[Settlement]) -> dict[str, str]:
+    def _publish(self, settlements: list[Settlement]) -> dict[str, str]:
         """Publish what can be published; return {message id: reason} for the records to retry.
 
         For an ordered source, a record that must be retried holds back every later record of
         its group: none of them is published, and all are retried, so they arrive in order.
+        A prediction the destination refuses for good is dead-lettered instead (its dead letter
+        takes its place in `settlements`).
         """
         ordered = source.ORDERED_BY_GROUP
         retry: dict[str, str] = {}
@@ -274,11 +319,58 @@ class BatchProcessor:
                 else:
                     ready.append(settlement)
             refused = self._predictions.send([s.message for s in ready if s.message and not s.dead_lettered])
-            refused.update(self._dead_letters.send([s.message for s in ready if s.message and s.dead_lettered]))
+            ready = self._dead_letter_refused_for_good(ready, refused, settlements)
+            refused.update(self._send_dead_letters([s.message for s in ready if s.message and s.dead_lettered]))
             for settlement in ready:
                 if settlement.item.message_id in refused:
-                    fail(settlement, refused[settlement.item.message_id])
+                    fail(settlement, refused[settlement.item.message_id].reason)
         return retry
+
+    def _dead_letter_refused_for_good(
+        self, ready: list[Settlement], refused: dict[str, RecordFailure], settlements: list[Settlement]
+    ) -> list[Settlement]:
+        """Turn each prediction the destination refused for good into its record's dead letter.
+
+        Sent again, it would be refused again (failures.py), holding its group back each time. The
+        refusal leaves `refused`; the dead letter replaces the settlement in `ready` and in
+        `settlements`, which the batch's log and metrics count.
+        """
+        instead: dict[str, Settlement] = {}
+        for settlement in ready:
+            failure = refused.get(settlement.item.message_id)
+            if settlement.dead_lettered or failure is None or not failure.permanent:
+                continue
+            del refused[settlement.item.message_id]
+            reason = f"the destination refused the prediction for good: {failure.reason}"
+            message = dead_letter(settlement.item, RecordFailure.permanent_failure(PREDICTION_REFUSED, reason))
+            instead[settlement.item.message_id] = Settlement(settlement.item, message, dead_lettered=True)
+        if instead:
+            settlements[:] = [instead.get(s.item.message_id, s) for s in settlements]
+        return [instead.get(s.item.message_id, s) for s in ready]
+
+    def _send_dead_letters(self, messages: list[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Send dead letters; the ones the queue refuses are returned, to be retried, and said loudly.
+
+        A refused dead letter is never dropped: its record goes back to the source, even when the
+        refusal is for good (then it comes back until the source gives up on it), so an operator
+        must hear of it.
+        """
+        refused = self._dead_letters.send(messages)
+        for message_id, failure in refused.items():
+            log(
+                logger,
+                logging.ERROR,
+                "dead_letter_refused",
+                message_id=message_id,
+                error_code=failure.code,
+                permanent=failure.permanent,
+                reason=failure.reason[:200],
+            )
+        if refused:
+            counts = {"DeadLetterRefused": len(refused)}
+            dimensions = {"EndpointName": self._settings.endpoint_name}
+            emit_metrics(emf_line(self._settings.metrics_namespace, dimensions, counts, {}))
+        return refused
 
     def _prediction_message(
         self, event: FeatureEvent, prediction: Prediction, predicted_at: datetime, happened_at: datetime | None

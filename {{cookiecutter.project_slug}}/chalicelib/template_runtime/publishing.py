@@ -2,9 +2,10 @@
 """Publishing messages in batches, concurrently, and saying exactly which ones failed; the SQS publisher.
 
 A destination (chalicelib/destination.py) is a `Sink`: it takes a list of messages, sends them
-with its service's batch API and names the ones the service did not accept. A sink never raises
+with its service's batch API and names the ones the service did not accept, each with a
+RecordFailure that says whether sending it again could succeed (failures.py). A sink never raises
 for an AWS error: a call that fails as a whole fails each of its messages, and the caller decides
-what to retry.
+what to retry and what to dead-letter.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from .aws_limits import SQS_GROUP_ID, SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, SQS_MAX_GROUP_ID_CHARS
 from .deadline import DEFAULT_RESERVE_MS, CallBudget, publishing_budget
+from .failures import RecordFailure, batch_entry_failure, classify_sink_error
 
 # botocore's default pool. Connections are opened only when needed, and a client keeps one for
 # each thread of the handler's pool (ENDPOINT_CONCURRENCY) when that is more, so every thread can
@@ -52,8 +54,12 @@ class OutgoingMessage:
 class Sink(Protocol):
     """Where messages go: a queue, a topic, a stream or a table."""
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Send every message; return {key: reason} for each one not accepted. Never raises for AWS errors."""
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Send every message; return {key: failure} for each one not accepted. Never raises for AWS errors."""
+        ...
+
+    def key_problem(self, group: str) -> str:
+        """Why the service would refuse `group` as a message's group or key on every attempt; "" when it takes it."""
         ...
 
 
@@ -109,23 +115,45 @@ def plan_batches(
 def send_batches(
     executor: Executor,
     batches: Sequence[list[OutgoingMessage]],
-    send_batch: Callable[[list[OutgoingMessage]], dict[str, str]],
+    send_batch: Callable[[list[OutgoingMessage]], dict[str, RecordFailure]],
     *,
     keep_group_order: bool = False,
-) -> dict[str, str]:
+) -> dict[str, RecordFailure]:
     """Run `send_batch` for every batch concurrently on the executor; merge the failures.
 
     With `keep_group_order`, a group whose messages span several batches must not have a later
     batch overtake an earlier one, so then the batches go one after the other.
     """
+
+    def send(batch: list[OutgoingMessage]) -> dict[str, RecordFailure]:
+        return _send_pinning_refusals(send_batch, batch)
+
     if keep_group_order and _a_group_spans_batches(batches):
-        outcomes = map(send_batch, batches)
+        outcomes = map(send, batches)
     else:
-        outcomes = executor.map(send_batch, batches)
-    failed: dict[str, str] = {}
+        outcomes = executor.map(send, batches)
+    failed: dict[str, RecordFailure] = {}
     for outcome in outcomes:
         failed.update(outcome)
     return failed
+
+
+def _send_pinning_refusals(
+    send_batch: Callable[[list[OutgoingMessage]], dict[str, RecordFailure]], batch: list[OutgoingMessage]
+) -> dict[str, RecordFailure]:
+    """Send one batch; when every message of it is refused for good, send each alone to find which.
+
+    A call refused as a whole as invalid (a Kinesis ValidationException, say) is usually one
+    message's fault, and would otherwise dead-letter its neighbours with it. Refused messages were
+    not taken, so sending them again publishes nothing twice; in order, so a group keeps it.
+    """
+    failed = send_batch(batch)
+    if len(batch) < 2 or len(failed) < len(batch) or not all(failure.permanent for failure in failed.values()):
+        return failed
+    alone: dict[str, RecordFailure] = {}
+    for message in batch:
+        alone.update(send_batch([message]))
+    return alone
 
 
 def _a_group_spans_batches(batches: Sequence[list[OutgoingMessage]]) -> bool:
@@ -138,9 +166,10 @@ def _a_group_spans_batches(batches: Sequence[list[OutgoingMessage]]) -> bool:
     return False
 
 
-def call_failed(operation: str, messages: Sequence[OutgoingMessage], error: Exception) -> dict[str, str]:
+def call_failed(operation: str, messages: Sequence[OutgoingMessage], error: Exception) -> dict[str, RecordFailure]:
     """Every message of a call that failed as a whole, with the call's error as the reason."""
-    return {message.key: f"{operation} failed: {error}" for message in messages}
+    failure = classify_sink_error(operation, error)
+    return {message.key: failure for message in messages}
 
 
 def _entry(entry_id: str, message: OutgoingMessage, fifo: bool) -> dict[str, Any]:
@@ -177,8 +206,8 @@ class QueuePublisher:
             self._queue_url = self._sqs.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
         return self._queue_url
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Send every message; return {key: reason} for those SQS did not accept."""
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Send every message; return {key: failure} for those SQS did not accept."""
         if not messages:
             return {}
         try:
@@ -192,7 +221,17 @@ class QueuePublisher:
             keep_group_order=self._fifo,
         )
 
-    def _send_batch(self, queue_url: str, batch: list[OutgoingMessage]) -> dict[str, str]:
+    def key_problem(self, group: str) -> str:
+        """A FIFO queue's MessageGroupId is at most 128 letters, digits and punctuation; a standard queue has none."""
+        if not self._fifo:
+            return ""
+        if len(group) > SQS_MAX_GROUP_ID_CHARS:
+            return f"is {len(group)} characters; an SQS FIFO MessageGroupId takes at most {SQS_MAX_GROUP_ID_CHARS}"
+        if not SQS_GROUP_ID.fullmatch(group):
+            return "holds characters an SQS FIFO MessageGroupId cannot (only letters, digits and punctuation)"
+        return ""
+
+    def _send_batch(self, queue_url: str, batch: list[OutgoingMessage]) -> dict[str, RecordFailure]:
         # Entry ids only need to be unique within one call; positions keep them valid whatever the keys are.
         entries = [_entry(str(position), message, self._fifo) for position, message in enumerate(batch)]
         try:
@@ -202,9 +241,7 @@ class QueuePublisher:
         return batch_entry_failures(batch, response)
 
 
-def batch_entry_failures(batch: Sequence[OutgoingMessage], response: dict[str, Any]) -> dict[str, str]:
-    """The messages a SendMessageBatch or PublishBatch answer lists as Failed (entry ids are positions)."""
-    return {
-        batch[int(entry["Id"])].key: f"{entry.get('Code', 'Failed')}: {entry.get('Message', '')}".strip()
-        for entry in response.get("Failed", [])
-    }
+def batch_entry_failures(batch: Sequence[OutgoingMessage], response: dict[str, Any]) -> dict[str, RecordFailure]:
+    """The messages a SendMessageBatch or PublishBatch answer lists as Failed (entry ids are positions);
+    those refused as the sender's fault (SenderFault) are refused for good."""
+    return {batch[int(entry["Id"])].key: batch_entry_failure(entry) for entry in response.get("Failed", [])}

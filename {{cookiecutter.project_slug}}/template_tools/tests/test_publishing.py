@@ -74,7 +74,7 @@ def test_entries_the_queue_refuses_are_reported_by_key_and_the_rest_are_sent(sqs
     with refuse_send_entries(sqs.meta.events, lambda entry: entry["MessageBody"] in {"body-3", "body-11"}):
         failed = publisher.send(messages)
     assert set(failed) == {"k3", "k11"}
-    assert all("InternalError" in reason for reason in failed.values())
+    assert all("InternalError" in failure.reason for failure in failed.values())
     assert sorted(m["Body"] for m in drain(sqs, publisher.queue_url)) == sorted(
         f"body-{n}" for n in range(12) if n not in (3, 11)
     )
@@ -86,7 +86,7 @@ def test_a_missing_queue_fails_every_message_instead_of_raising(aws_credentials,
         publisher = QueuePublisher(boto3.client("sqs", region_name="eu-west-1"), "missing", executor)
         failed = publisher.send([OutgoingMessage("a", "{}"), OutgoingMessage("b", "{}")])
     assert set(failed) == {"a", "b"}
-    assert all("GetQueueUrl" in reason for reason in failed.values())
+    assert all("GetQueueUrl" in failure.reason for failure in failed.values())
 
 
 @pytest.fixture

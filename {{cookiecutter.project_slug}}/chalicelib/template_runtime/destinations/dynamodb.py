@@ -30,6 +30,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_limits import DYNAMODB_MAX_PARTITION_KEY_BYTES
+from .failures import RecordFailure, classify_sink_error
 from .publishing import OutgoingMessage, Sink, aws_client
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,8 @@ EVENT_TIME_ATTRIBUTE = "event_time_ms"
 EXPIRES_AT_ATTRIBUTE = "expires_at"
 MESSAGE_ID_ATTRIBUTE = "message_id"
 # An item takes at most 400 KB, attribute names included (400,000 bytes, to be safe). The rest
-# is room for the key (a partition key value takes up to 2,048 bytes), the message id, the
-# numbers and the names.
+# is room for the key (a partition key value takes up to DYNAMODB_MAX_PARTITION_KEY_BYTES), the
+# message id, the numbers and the names.
 MAX_ITEM_BYTES = 400_000
 MAX_MESSAGE_BYTES = MAX_ITEM_BYTES - 4096
 _SECONDS_PER_DAY = 24 * 3600
@@ -61,16 +63,24 @@ class PredictionTable:
         self._ttl_seconds = ttl_days * _SECONDS_PER_DAY
         self._executor = executor
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Store every message; return {key: reason} for those DynamoDB did not accept."""
-        failed: dict[str, str] = {}
-        for message, reason in zip(messages, self._executor.map(self._put, messages), strict=True):
-            if reason:
-                failed[message.key] = reason
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Store every message; return {key: failure} for those DynamoDB did not accept."""
+        failed: dict[str, RecordFailure] = {}
+        for message, failure in zip(messages, self._executor.map(self._put, messages), strict=True):
+            if failure:
+                failed[message.key] = failure
         return failed
 
-    def _put(self, message: OutgoingMessage) -> str:
-        """Write one prediction; return why it failed, or "" when it is stored or superseded."""
+    def key_problem(self, group: str) -> str:
+        """A partition key value takes at most 2,048 bytes of UTF-8; a longer one gets ValidationException."""
+        size, limit = len(group.encode()), DYNAMODB_MAX_PARTITION_KEY_BYTES
+        return f"is {size} bytes of UTF-8; a DynamoDB partition key takes at most {limit}" if size > limit else ""
+
+    def _put(self, message: OutgoingMessage) -> RecordFailure | None:
+        """Write one prediction; return why it failed, or None when it is stored or superseded.
+
+        A ValidationException (an item DynamoDB cannot take) fails the same way every time, so it
+        is a permanent failure; throttling, a missing table or a denied write are retried."""
         now = time.time()
         event_time_ms = message.event_time_ms if message.event_time_ms is not None else int(now * 1000)
         try:
@@ -98,11 +108,11 @@ class PredictionTable:
                 # The same or a newer event is stored already: this prediction is done with.
                 # Ids only in the log: feature values may be personal data.
                 logger.info(json.dumps({"event": "prediction_superseded", "message_id": message.key}))
-                return ""
-            return f"PutItem failed: {error}"
+                return None
+            return classify_sink_error("PutItem", error)
         except BotoCoreError as error:
-            return f"PutItem failed: {error}"
-        return ""
+            return classify_sink_error("PutItem", error)
+        return None
 
 
 def prediction_sink(executor: Executor) -> Sink:

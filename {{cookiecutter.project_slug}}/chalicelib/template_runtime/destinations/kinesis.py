@@ -22,6 +22,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_limits import KINESIS_MAX_PARTITION_KEY_CHARS
+from .failures import RecordFailure
 from .publishing import OutgoingMessage, Sink, aws_client, call_failed, plan_batches, send_batches
 
 # A record's data and partition key together take at most 1 MiB; PutRecords takes at most 500
@@ -29,7 +31,7 @@ from .publishing import OutgoingMessage, Sink, aws_client, call_failed, plan_bat
 MAX_RECORD_BYTES = 1_048_576
 MAX_RECORDS_PER_CALL = 500
 MAX_CALL_BYTES = 5 * 1_048_576
-MAX_PARTITION_KEY_CHARS = 256
+MAX_PARTITION_KEY_CHARS = KINESIS_MAX_PARTITION_KEY_CHARS
 # The largest prediction that always fits in a record: the rest is room for the longest
 # partition key (256 characters of up to 4 bytes each in UTF-8).
 MAX_MESSAGE_BYTES = MAX_RECORD_BYTES - 4 * MAX_PARTITION_KEY_CHARS
@@ -57,22 +59,30 @@ class StreamPublisher:
         self._stream_name = stream_name
         self._executor = executor
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Put every message on the stream; return {key: reason} for those Kinesis did not accept."""
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Put every message on the stream; return {key: failure} for those Kinesis did not accept."""
         if not messages:
             return {}
         batches = plan_batches(messages, MAX_RECORDS_PER_CALL, MAX_CALL_BYTES, size=record_bytes)
         return send_batches(self._executor, batches, self._put_records, keep_group_order=True)
 
-    def _put_records(self, batch: list[OutgoingMessage]) -> dict[str, str]:
+    def key_problem(self, group: str) -> str:
+        """No key is refused: one longer than Kinesis takes is hashed to one it takes (see partition_key)."""
+        return ""
+
+    def _put_records(self, batch: list[OutgoingMessage]) -> dict[str, RecordFailure]:
         records = [{"Data": message.body.encode(), "PartitionKey": partition_key(message)} for message in batch]
         try:
             response = self._kinesis.put_records(StreamName=self._stream_name, Records=records)
         except (ClientError, BotoCoreError) as error:
             return call_failed("PutRecords", batch, error)
-        # The answer lists one result per record, in the order of the request.
+        # The answer lists one result per record, in the order of the request. A record fails alone
+        # only for throughput or an internal error (ProvisionedThroughputExceeded, InternalFailure):
+        # both pass, so it is retried; an invalid record fails the whole call (call_failed).
         return {
-            message.key: f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}".strip()
+            message.key: RecordFailure.transient_failure(
+                result["ErrorCode"], f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}".strip()
+            )
             for message, result in zip(batch, response["Records"], strict=True)
             if result.get("ErrorCode")
         }

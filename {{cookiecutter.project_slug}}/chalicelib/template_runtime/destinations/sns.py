@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws_limits import SNS_MAX_BATCH_ENTRIES
+from .failures import RecordFailure
 from .publishing import OutgoingMessage, Sink, aws_client, batch_entry_failures, call_failed, plan_batches, send_batches
 
 # SNS takes messages of up to 256 KiB, message attributes included, and PublishBatch 256 KiB in all.
@@ -46,8 +47,8 @@ class TopicPublisher:
             self._topic_arn = f"arn:{partition}:sns:{region}:{account}:{self._topic_name}"
         return self._topic_arn
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, str]:
-        """Publish every message; return {key: reason} for those SNS did not accept."""
+    def send(self, messages: Sequence[OutgoingMessage]) -> dict[str, RecordFailure]:
+        """Publish every message; return {key: failure} for those SNS did not accept (SenderFault: for good)."""
         if not messages:
             return {}
         try:
@@ -57,7 +58,11 @@ class TopicPublisher:
         batches = plan_batches(messages, SNS_MAX_BATCH_ENTRIES, MAX_BATCH_BYTES)
         return send_batches(self._executor, batches, lambda batch: self._publish_batch(topic_arn, batch))
 
-    def _publish_batch(self, topic_arn: str, batch: list[OutgoingMessage]) -> dict[str, str]:
+    def key_problem(self, group: str) -> str:
+        """A standard topic files messages under no key."""
+        return ""
+
+    def _publish_batch(self, topic_arn: str, batch: list[OutgoingMessage]) -> dict[str, RecordFailure]:
         # Entry ids only need to be unique within one call; positions keep them valid whatever the keys are.
         entries = [_entry(str(position), message) for position, message in enumerate(batch)]
         try:

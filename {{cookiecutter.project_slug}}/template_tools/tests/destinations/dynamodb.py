@@ -69,7 +69,7 @@ def test_one_refused_write_is_reported_and_the_rest_are_stored(environment, sess
     with refuse_predictions(session_events, lambda item: item["group"] == "user-4"):
         failed = prediction_sink(executor).send(messages)
     assert list(failed) == ["m-4"]
-    assert "InternalServerError" in failed["m-4"]
+    assert "InternalServerError" in failed["m-4"].reason
     assert stored(environment, "user-4") is None
     assert all(stored(environment, f"user-{n}") for n in range(12) if n != 4)
 
@@ -79,7 +79,7 @@ def test_a_missing_table_fails_every_prediction_instead_of_raising(aws_credentia
     with mock_aws(), stage_environment(stage):
         failed = prediction_sink(executor).send([prediction(1), prediction(2)])
     assert set(failed) == {"m-1", "m-2"}
-    assert all("ResourceNotFound" in reason for reason in failed.values())
+    assert all("ResourceNotFound" in failure.reason for failure in failed.values())
 
 
 def test_an_older_event_arriving_after_a_newer_one_does_not_overwrite_it(environment, executor, caplog):

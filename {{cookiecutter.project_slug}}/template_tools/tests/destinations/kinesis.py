@@ -51,7 +51,7 @@ def test_one_refused_record_is_reported_and_the_rest_arrive(environment, session
     with refuse_predictions(session_events, lambda record: '"m-4"' in record["body"]):
         failed = prediction_sink(executor).send(messages)
     assert list(failed) == ["m-4"]
-    assert "InternalFailure" in failed["m-4"]
+    assert "InternalFailure" in failed["m-4"].reason
     assert sorted(envelope["message_id"] for envelope in reader.read()) == sorted(
         m.key for m in messages if m.key != "m-4"
     )
@@ -74,7 +74,7 @@ def test_a_missing_stream_fails_every_prediction_instead_of_raising(aws_credenti
     with mock_aws(), stage_environment(stage):
         failed = prediction_sink(executor).send([prediction(1), prediction(2)])
     assert set(failed) == {"m-1", "m-2"}
-    assert all("ResourceNotFound" in reason for reason in failed.values())
+    assert all("ResourceNotFound" in failure.reason for failure in failed.values())
 
 
 def test_the_predictions_of_one_key_land_on_one_shard_in_order(environment, executor):

@@ -92,7 +92,7 @@ def test_one_refused_prediction_is_reported_and_the_rest_arrive(environment, ses
     with refuse_predictions(session_events, lambda entry: '"m-4"' in entry["body"]):
         failed = prediction_sink(executor).send(messages)
     assert list(failed) == ["m-4"]
-    assert "InternalError" in failed["m-4"]
+    assert "InternalError" in failed["m-4"].reason
     assert sorted(envelope["message_id"] for envelope in reader.read()) == sorted(
         m.key for m in messages if m.key != "m-4"
     )
@@ -117,7 +117,7 @@ def test_a_missing_topic_fails_every_prediction_instead_of_raising(aws_credentia
     with mock_aws(), stage_environment(stage):
         failed = prediction_sink(executor).send([prediction(1), prediction(2)])
     assert set(failed) == {"m-1", "m-2"}
-    assert all("PublishBatch" in reason for reason in failed.values())
+    assert all("PublishBatch" in failure.reason for failure in failed.values())
 
 
 def test_subscribers_filter_predictions_on_their_message_attributes(environment, executor):

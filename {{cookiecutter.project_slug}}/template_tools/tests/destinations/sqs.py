@@ -65,7 +65,7 @@ def test_a_failed_call_fails_each_of_its_predictions_and_only_those(environment,
     ):
         failed = prediction_sink(executor).send(messages)
     assert set(failed) == {f"m-{n}" for n in range(10, 15)}
-    assert all("InternalError" in reason for reason in failed.values())
+    assert all("InternalError" in failure.reason for failure in failed.values())
     assert sorted(envelope["message_id"] for envelope in reader.read()) == sorted(f"m-{n}" for n in range(10))
 
 
