@@ -225,6 +225,7 @@ template_tools/tests/test_packaging.py
 template_tools/tests/test_pipeline_stack.py
 template_tools/tests/test_publishing.py
 template_tools/tests/test_sample_event_files.py
+template_tools/tests/test_sink_errors.py
 template_tools/tests/test_source.py
 template_tools/tests/test_telemetry.py
 template_tools/tests/test_time_budget.py
