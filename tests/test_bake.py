@@ -117,6 +117,7 @@ chalicelib/template_runtime/failures.py
 chalicelib/template_runtime/feature_events.py
 chalicelib/template_runtime/input_schema.py
 chalicelib/template_runtime/publishing.py
+chalicelib/template_runtime/redelivery.py
 chalicelib/template_runtime/settings.py
 chalicelib/template_runtime/source.py
 chalicelib/template_runtime/telemetry.py
@@ -224,6 +225,7 @@ template_tools/tests/test_operations.py
 template_tools/tests/test_packaging.py
 template_tools/tests/test_pipeline_stack.py
 template_tools/tests/test_publishing.py
+template_tools/tests/test_redelivery_identity.py
 template_tools/tests/test_sample_event_files.py
 template_tools/tests/test_sink_errors.py
 template_tools/tests/test_source.py

@@ -3,9 +3,11 @@
     python examples/consume_predictions.py --queue {{ cookiecutter.predictions_destination_name }}
 
 Each message is one prediction envelope, checked against schemas/prediction-envelope.schema.json.
-Delivery is at least once: a Lambda invocation that dies after publishing is run again, so the
-same prediction can arrive twice. Its `message_id` is the same on every copy, so drop the ids
-already seen (in production keep them in a store with a TTL, not in memory). Set
+Delivery is at least once: a Lambda invocation that dies after publishing is run again, and an
+operator's `make redrive` or `make replay` sends records again, so the same prediction can arrive
+twice. Its `event_id` is the same on every copy (`message_id` is not: a redriven record is a new
+message), so drop the event ids already seen (in production keep them in a store with a TTL, not
+in memory). Set
 AWS_ENDPOINT_URL to read from a local emulator instead of AWS. This is the SQS destination; the
 README shows how to read the others (an SNS topic, a Kinesis stream, the DynamoDB read API).
 """
@@ -39,10 +41,10 @@ def consume(queue_name: str, *, wait_seconds: int = 20, seen: set[str] | None = 
                 # Left on the queue: after its redrive count it moves to your dead-letter queue.
                 print(f"not a prediction envelope ({error}): {message['MessageId']}", file=sys.stderr)
                 continue
-            if envelope["message_id"] in seen:
-                print(f"duplicate dropped: {envelope['message_id']}", file=sys.stderr)
+            if envelope["event_id"] in seen:
+                print(f"duplicate dropped: {envelope['event_id']}", file=sys.stderr)
             else:
-                seen.add(envelope["message_id"])
+                seen.add(envelope["event_id"])
                 envelopes.append(envelope)
                 print(json.dumps(envelope))
             # Delete only once the envelope is handled: a crash before this means a redelivery.

@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.template_runtime.feature_events import is_envelope
+from chalicelib.template_runtime.redelivery import EventOrigin, sqs_attribute_bytes
 
 from .source import PRODUCER_MAX_BYTES_PER_CALL, PRODUCER_MAX_EVENTS_PER_CALL, PRODUCER_MAX_GROUP_CHARS, StageSender
 from .stage import PROJECT_DIR
@@ -58,6 +59,9 @@ class OutgoingEvent:
     # A FIFO queue's MessageDeduplicationId (SQS drops a message whose id it has seen in the last
     # 5 minutes); empty: a hash of the body. Other sources do not use it.
     deduplication_id: str = ""
+    # Set when the body is sent again (`make redrive`, `make replay`): the event's id and time
+    # from its first delivery, which the copy carries along (chalicelib/template_runtime/redelivery.py).
+    origin: EventOrigin | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def plan_calls(events: Sequence[OutgoingEvent]) -> Iterator[list[int]]:
     call: list[int] = []
     size = 0
     for position, event in enumerate(events):
-        event_bytes = len(_data(event.body)) + len(event.group.encode())
+        event_bytes = len(_data(event.body)) + len(event.group.encode()) + sqs_attribute_bytes(event.origin)
         if call and (len(call) == MAX_EVENTS_PER_CALL or size + event_bytes > MAX_BYTES_PER_CALL):
             yield call
             call, size = [], 0
@@ -126,6 +130,8 @@ class FeaturesProducer:
     def send(self, events: Sequence[OutgoingEvent]) -> list[SendOutcome]:
         """Send every event, in order, and return each one's outcome at its position."""
         outcomes: list[SendOutcome] = []
+        # What goes out: a stream wraps a resent body with its origin, which counts in the calls' sizes.
+        events = [self._sender.as_sent(event, self._event_group) for event in events]
         for call in plan_calls(events):
             batch = [events[position] for position in call]
             try:
@@ -138,6 +144,9 @@ class FeaturesProducer:
                 outcomes.extend(SendOutcome(None, reason) for _ in batch)
         return outcomes
 
+    def _event_group(self, body: str) -> str:
+        return event_group(body, self.key_field)
+
     def _send_call(self, batch: Sequence[OutgoingEvent]) -> list[SendOutcome]:
-        sent = self._sender.send_call(batch, lambda body: event_group(body, self.key_field))
+        sent = self._sender.send_call(batch, self._event_group)
         return [SendOutcome(message_id, error) for message_id, error in sent]

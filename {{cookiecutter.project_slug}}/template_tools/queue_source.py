@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES
+from chalicelib.template_runtime.redelivery import sqs_message_attributes
 
 if TYPE_CHECKING:
     from .features_producer import OutgoingEvent
@@ -42,8 +43,13 @@ class QueueStageSender:
         # Fails here, with the queue's name, when the queue does not exist.
         self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
 
+    def as_sent(self, event: OutgoingEvent, event_group: Callable[[str], str]) -> OutgoingEvent:
+        """The event as this queue takes it: unchanged (a resent one's origin travels in message attributes)."""
+        del event_group
+        return event
+
     def extra_fields(self, event: OutgoingEvent, event_group: Callable[[str], str]) -> dict[str, str]:
-        """SendMessageBatch fields beyond the id and body: none for a standard queue."""
+        """SendMessageBatch fields beyond the id, body and attributes: none for a standard queue."""
         del event, event_group
         return {}
 
@@ -56,6 +62,8 @@ class QueueStageSender:
         """
         entries = [
             {"Id": str(position), "MessageBody": event.body, **self.extra_fields(event, event_group)}
+            # A body sent again names its first delivery (chalicelib/template_runtime/redelivery.py).
+            | ({"MessageAttributes": sqs_message_attributes(event.origin)} if event.origin else {})
             for position, event in enumerate(batch)
         ]
         response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)

@@ -25,6 +25,12 @@ What a message stands for is the source's (source.DeadLetterEvents): a Kinesis t
 on-failure messages hold no records, only a shard and a range of sequence numbers, which the
 redrive reads back from the stream and re-puts with their partition keys. A range the stream no
 longer holds (past its retention) is reported as unrecoverable and left in the dead-letter queue.
+
+Each record sent again stays the same event: it carries its first delivery's event id and time
+(chalicelib/template_runtime/redelivery.py; see dead_letter_origin), so consumers drop it as a
+duplicate of a prediction already published, and a newest-wins destination does not take an old
+event for a new one. A dry run's export writes them too, as "event_id" and "event_time", for
+`make replay`.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,14 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBUTE
+from chalicelib.template_runtime.redelivery import (
+    DEAD_LETTER_EVENT_ID,
+    DEAD_LETTER_EVENT_TIME,
+    ORIGINAL_EVENT_ID,
+    ORIGINAL_EVENT_TIME,
+    EventOrigin,
+    iso_time_from_ms,
+)
 
 from .features_producer import FeaturesProducer, OutgoingEvent, event_group
 from .operator_progress import Progress
@@ -76,10 +90,20 @@ class DeadLetter:
     # What goes back to the features queue or stream; empty when it cannot (see `unrecoverable`).
     events: tuple[OutgoingEvent, ...]
     unrecoverable: str = ""
+    # The event the message is, when it is one (not a Kinesis on-failure message): see dead_letter_origin.
+    origin: EventOrigin | None = None
 
     def export_record(self) -> dict[str, Any]:
         """The message as a line of the dead-letter export `make replay` takes."""
-        return {"message_id": self.message_id, "body": self.body, "attributes": self.attributes, "group": self.group}
+        record = {"message_id": self.message_id, "body": self.body, "attributes": self.attributes, "group": self.group}
+        return record | origin_fields(self.origin)
+
+
+def origin_fields(origin: EventOrigin | None) -> dict[str, str]:
+    """An export line's "event_id" and "event_time": the event's first delivery, which a replay keeps."""
+    if origin is None:
+        return {}
+    return {"event_id": origin.event_id} | ({"event_time": origin.event_time} if origin.event_time else {})
 
 
 @dataclass
@@ -221,7 +245,13 @@ class DeadLetterQueue:
         resent, unrecoverable = self._events.read(
             message["MessageId"], original_body(body, attributes), group, attributes.get("error_code"), event_group
         )
-        events = tuple(OutgoingEvent(*event) for event in resent)
+        # A message that is the event itself sends the event's identity along; one that stands for
+        # stream records (an on-failure message) has the source name each record's.
+        origin = None if exports_records(body) else dead_letter_origin(message, attributes)
+        events = tuple(
+            replace(event, origin=origin) if event.origin is None else event
+            for event in (OutgoingEvent(*resent_event) for resent_event in resent)
+        )
         return DeadLetter(
             message_id=message["MessageId"],
             receipt_handle=message["ReceiptHandle"],
@@ -232,7 +262,33 @@ class DeadLetterQueue:
             sent_at_ms=int(message.get("Attributes", {}).get("SentTimestamp", 0)),
             events=events,
             unrecoverable=unrecoverable,
+            origin=origin,
         )
+
+
+def dead_letter_origin(message: Mapping[str, Any], attributes: Mapping[str, str]) -> EventOrigin:
+    """The first delivery's event id and time of the event a dead-letter message is.
+
+    The handler's dead-letter record names them in its attributes event_id and event_time (one
+    written before it did names its record in source_message_id alone). A message the features
+    queue's redrive policy moved is the features message itself, attributes and all: a copy sent
+    again still carries original_event_id and original_event_time; any other is known by its own
+    MessageId, which SQS keeps, and SentTimestamp. A standard queue keeps the original enqueue
+    time when it moves a message; a FIFO queue resets it ("For FIFO queues, the enqueue timestamp
+    resets when the message is moved to a dead-letter queue", SQS Developer Guide, "Setting-up
+    dead-letter queue retention in Amazon SQS":
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html),
+    so there a bare input the queue moved counts from its move; an envelope's event_time holds.
+    """
+    if "error_code" in attributes:
+        event_id = attributes.get(DEAD_LETTER_EVENT_ID) or attributes.get("source_message_id")
+        origin = EventOrigin.read(event_id, attributes.get(DEAD_LETTER_EVENT_TIME))
+    else:
+        origin = EventOrigin.read(attributes.get(ORIGINAL_EVENT_ID), attributes.get(ORIGINAL_EVENT_TIME))
+    if origin is not None:
+        return origin
+    sent = message.get("Attributes", {}).get("SentTimestamp")
+    return EventOrigin(message["MessageId"], iso_time_from_ms(int(sent)) if sent else "")
 
 
 def original_body(body: str, attributes: Mapping[str, str]) -> str:
@@ -319,14 +375,15 @@ def _send(messages: Sequence[DeadLetter], producer: FeaturesProducer, report: Re
 
 
 def export(messages: Sequence[DeadLetter], path: Path) -> None:
-    """Write the messages as JSON Lines {"message_id", "body", "attributes", "group"}."""
+    """Write the messages as JSON Lines {"message_id", "body", "attributes", "group", "event_id", "event_time"}."""
     with path.open("w", encoding="utf-8") as stream:
         for message in messages:
             # A message that stands for other records (a Kinesis on-failure message): export
             # those, so a replay sends events.
             if message.events and exports_records(message.body):
                 for event in message.events:
-                    record = dict(message.export_record(), body=event.body, group=event.group)
+                    record = message.export_record() | {"body": event.body, "group": event.group}
+                    record |= origin_fields(event.origin)
                     stream.write(json.dumps(record) + "\n")
                 continue
             stream.write(json.dumps(message.export_record()) + "\n")

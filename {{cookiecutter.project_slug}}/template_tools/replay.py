@@ -6,7 +6,11 @@
 The file is JSON Lines: event bodies, or the dead-letter export `make redrive DRY_RUN=1
 EXPORT=file` writes (a {"body", "attributes", ...} object per line), whose bodies are sent byte
 for byte, each in the group it had where the source keeps groups (a FIFO queue's message group).
-Every line is sent, even one that is not JSON (see send.py).
+Every line is sent, even one that is not JSON (see send.py). An export's records are sent as the
+same events: each carries the event id and time of its first delivery (its "event_id" and
+"event_time"), so consumers can drop a copy of a prediction already published and a newest-wins
+destination keeps a newer prediction. A line that is a body alone has no first delivery to keep:
+an envelope keeps its own event_id and event_time, a bare model input becomes a new event.
 
 Each replay gets deduplication ids of its own, so a source that drops repeats (a FIFO queue, for
 5 minutes) does not drop an event sent earlier; replaying a file twice therefore sends it twice.

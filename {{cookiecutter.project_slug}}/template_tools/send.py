@@ -13,7 +13,9 @@ from; here each line is sent as it is, even one that is not JSON: the pipeline d
 what it cannot read, which is what a producer's bad event does too (the count of such lines is
 printed). A line holding a dead-letter export record
 ({"body": ..., "attributes": ...}, written by `make redrive DRY_RUN=1 EXPORT=...`) sends its body,
-decoded first when the handler had to base64-encode it (attribute body_encoding, see redrive.py).
+decoded first when the handler had to base64-encode it (attribute body_encoding, see redrive.py),
+and with the event id and time of its first delivery, so it is sent as the same event (see
+chalicelib/template_runtime/redelivery.py).
 Each event goes under its model input's PARTITION_KEY_FIELD (the stage's), else its event_id.
 """
 
@@ -28,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from chalicelib.template_runtime.redelivery import DEAD_LETTER_EVENT_ID, DEAD_LETTER_EVENT_TIME, EventOrigin
 
 from .features_producer import FeaturesProducer, OutgoingEvent
 from .local_pipeline import model_input_schema_path, sample_events
@@ -56,6 +60,8 @@ class FileLine:
     # The group an export record kept (the FIFO MessageGroupId); empty: taken from the body.
     group: str = ""
     is_json: bool = True
+    # An export record's event: its first delivery's id and time, which the copy carries.
+    origin: EventOrigin | None = None
 
 
 @dataclass
@@ -106,8 +112,17 @@ def _file_line(number: int, line: str) -> FileLine:
     is_export = isinstance(document, dict) and isinstance(document.get("body"), str)
     if is_export and isinstance(document.get("attributes"), dict):
         body = original_body(document["body"], document["attributes"])
-        return FileLine(number, body, group=str(document.get("group") or ""))
+        return FileLine(number, body, group=str(document.get("group") or ""), origin=_export_origin(document))
     return FileLine(number, line)
+
+
+def _export_origin(document: dict) -> EventOrigin | None:
+    """The event an export record is: its "event_id" and "event_time", else (an export written
+    before they were) the handler's dead-letter attributes."""
+    attributes = document["attributes"]
+    if "event_id" in document:
+        return EventOrigin.read(document["event_id"], document.get("event_time"))
+    return EventOrigin.read(attributes.get(DEAD_LETTER_EVENT_ID), attributes.get(DEAD_LETTER_EVENT_TIME))
 
 
 def count_events(path: Path) -> int:
@@ -157,7 +172,7 @@ def file_events(
         if not line.is_json:
             report.not_json.append(line.number)
         # No group of its own: the producer keys it by the stage's PARTITION_KEY_FIELD.
-        event = OutgoingEvent(line.body, line.group, deduplication_id(line))
+        event = OutgoingEvent(line.body, line.group, deduplication_id(line), line.origin)
         yield f"line {line.number}", event
 
 

@@ -27,7 +27,14 @@ from .deadline import Deadline, LambdaContext, publishing_budget
 from .endpoint import EndpointClients, EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
 from .failures import RecordFailure
-from .feature_events import Delivery, ExtensionPointError, FeatureEvent, RejectedRecord, parse_record
+from .feature_events import (
+    Delivery,
+    ExtensionPointError,
+    FeatureEvent,
+    RejectedRecord,
+    identity_attributes,
+    parse_record,
+)
 from .input_schema import InputSchema
 from .publishing import MIN_POOL_CONNECTIONS, OutgoingMessage, QueuePublisher, Sink, aws_client
 from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings, SettingsError
@@ -81,6 +88,8 @@ def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> 
         "attempt_count": str(item.receive_count),
         "source_message_id": item.message_id,
         "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        # The event's id and time, which a redrive sends along so the record stays the same event.
+        **identity_attributes(item),
     }
     if encoding:
         attributes[BODY_ENCODING_ATTRIBUTE] = encoding
@@ -101,7 +110,7 @@ def _carried_body(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -
 
 
 def _rejected(event: FeatureEvent, failure: RecordFailure) -> RejectedRecord:
-    return RejectedRecord(event.message_id, event.body, event.receive_count, failure, event.failure_id, event.group)
+    return event.rejected(failure)
 
 
 @dataclass(frozen=True)

@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from chalicelib import extension_points
 
 from .endpoint import Prediction
-from .feature_events import ExtensionPointError, FeatureEvent
+from .feature_events import ExtensionPointError, FeatureEvent, event_moment
+from .redelivery import iso_time
 
 SCHEMA_VERSION = "1.0"
 # The envelope's field holding the team's extra fields.
 EXTRA_FIELD = "extra"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def event_moment(event: FeatureEvent) -> datetime | None:
-    """When the event happened: its own event time, else when SQS accepted it."""
-    if event.event_time is not None:
-        moment = datetime.fromisoformat(event.event_time)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if event.sent_timestamp_ms is not None:
-        return datetime.fromtimestamp(event.sent_timestamp_ms / 1000, tz=UTC)
-    return None
 
 
 def build_envelope(
@@ -51,15 +38,17 @@ def build_envelope(
     envelope = {
         "schema_version": SCHEMA_VERSION,
         "prediction": prediction.output,
-        # The features message id is the same on every delivery of a record, so consumers
-        # drop duplicates on it (see "Delivery guarantees" in the README).
+        # The id of the delivery this prediction came from; a redrive or replay sends a copy
+        # with an id of its own.
         "message_id": event.message_id,
+        # The event's id on every copy, redriven and replayed ones too, so consumers drop
+        # duplicates on it (see "Delivery guarantees" in the README).
         "event_id": event.event_id,
         "endpoint_name": endpoint_name,
         "endpoint_variant": prediction.variant,
         "model_version": model_version,
-        "event_time": event.event_time or (_iso(happened_at) if happened_at else None),
-        "prediction_time": _iso(predicted_at),
+        "event_time": event.event_time or (iso_time(happened_at) if happened_at else None),
+        "prediction_time": iso_time(predicted_at),
         "latency_ms": latency_ms,
         "endpoint_latency_ms": round(prediction.endpoint_latency_ms, 1),
     }

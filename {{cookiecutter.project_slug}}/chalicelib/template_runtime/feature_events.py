@@ -13,18 +13,24 @@ A body is read as an envelope when it is an object whose keys are only those thr
 `features` is among them, so a model input that happens to have a `features` field next to
 other fields is still taken as a bare input. Any other body becomes the model input through the
 team's chalicelib/extension_points.py model_input.
+
+An event's identity is the envelope's event_id, else, for a bare input, the message id of its
+first delivery; its time is the envelope's event_time, else when the source first took it in.
+A record `make redrive` or `make replay` sent again carries both from its first delivery
+(redelivery.py), so it is still the same event.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib import extension_points
 
 from .failures import RecordFailure
+from .redelivery import DEAD_LETTER_EVENT_ID, DEAD_LETTER_EVENT_TIME, EventOrigin, iso_time
 
 _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
 # The error code of a record a hook of chalicelib/extension_points.py raised for, or answered
@@ -56,7 +62,8 @@ def is_envelope(document: dict[str, Any]) -> bool:
 class Delivery:
     """One record as the event source delivered it, before its body is read."""
 
-    # Stable across redeliveries: consumers drop duplicates on it.
+    # This delivery's id, the same when the source delivers the record again; a redrive or
+    # replay sends a copy with an id of its own (see event_id).
     message_id: str
     # What the partial batch response names to have this record delivered again.
     failure_id: str
@@ -69,6 +76,21 @@ class Delivery:
     # Set when the source could not turn the record's bytes into text; the body then holds them
     # base64-encoded so the dead-letter record still carries them unchanged.
     encoding_problem: str = ""
+    # The event's id and time from its first delivery, when this is a copy a redrive or replay
+    # sent (redelivery.py); None on a first delivery.
+    origin: EventOrigin | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The event's identity unless its envelope names one: the first delivery's message id."""
+        return self.origin.event_id if self.origin else self.message_id
+
+    @property
+    def event_time(self) -> str | None:
+        """The first delivery's time when this is a copy sent again; None on a first delivery."""
+        if self.origin is None or not self.origin.event_time:
+            return None
+        return self.origin.event_time
 
 
 @dataclass(frozen=True)
@@ -81,7 +103,8 @@ class FeatureEvent:
     body: str
     features: dict[str, Any]
     event_id: str
-    # ISO-8601 as sent, or None when the producer sent a bare input.
+    # ISO-8601: the envelope's, else (a bare input sent again) the first delivery's time; None
+    # for a bare input on its first delivery, whose sent_timestamp_ms stands in.
     event_time: str | None
     sent_timestamp_ms: int | None
     receive_count: int
@@ -90,6 +113,20 @@ class FeatureEvent:
     # What keys the prediction in a keyed destination (extension_points.prediction_key); set
     # once the input is admitted, "" when the destination is not keyed.
     prediction_key: str = ""
+
+    def rejected(self, failure: RecordFailure) -> RejectedRecord:
+        """This record, refused for good: it keeps its body and its event's identity."""
+        return RejectedRecord(
+            message_id=self.message_id,
+            body=self.body,
+            receive_count=self.receive_count,
+            failure=failure,
+            failure_id=self.failure_id,
+            group=self.group,
+            event_id=self.event_id,
+            event_time=self.event_time,
+            sent_timestamp_ms=self.sent_timestamp_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,6 +139,11 @@ class RejectedRecord:
     failure: RecordFailure
     failure_id: str
     group: str = ""
+    # The event's identity and time as far as they are known (see FeatureEvent), so that a
+    # redrive sends the same event again.
+    event_id: str = ""
+    event_time: str | None = None
+    sent_timestamp_ms: int | None = None
 
 
 def _reject(delivery: Delivery, code: str, reason: str) -> RejectedRecord:
@@ -112,7 +154,30 @@ def _reject(delivery: Delivery, code: str, reason: str) -> RejectedRecord:
         failure=RecordFailure.permanent_failure(code, reason),
         failure_id=delivery.failure_id,
         group=delivery.group,
+        event_id=delivery.event_id,
+        event_time=delivery.event_time,
+        sent_timestamp_ms=delivery.sent_timestamp_ms,
     )
+
+
+def event_moment(item: FeatureEvent | RejectedRecord) -> datetime | None:
+    """When the event happened: its own or its first delivery's event time, else when the source took it in."""
+    if item.event_time is not None:
+        moment = datetime.fromisoformat(item.event_time)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if item.sent_timestamp_ms is not None:
+        return datetime.fromtimestamp(item.sent_timestamp_ms / 1000, tz=UTC)
+    return None
+
+
+def identity_attributes(item: FeatureEvent | RejectedRecord) -> dict[str, str]:
+    """The dead-letter attributes naming the record's event and its time, which a redrive sends along."""
+    attributes = {}
+    if item.event_id:
+        attributes[DEAD_LETTER_EVENT_ID] = item.event_id
+    if (moment := event_moment(item)) is not None:
+        attributes[DEAD_LETTER_EVENT_TIME] = iso_time(moment)
+    return attributes
 
 
 def _is_iso8601(value: str) -> bool:
@@ -139,8 +204,9 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
     if not isinstance(document, dict):
         return _reject(record, "InvalidInput", f"body must be a JSON object, not {type(document).__name__}")
 
-    event_id = record.message_id
-    event_time = None
+    # A bare input is known by its first delivery; an envelope's own values win.
+    event_id = record.event_id
+    event_time = record.event_time
     if not is_envelope(document):
         try:
             features = bare_model_input(document)

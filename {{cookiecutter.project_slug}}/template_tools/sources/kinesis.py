@@ -14,12 +14,14 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from chalicelib.template_runtime.redelivery import EventOrigin, iso_time, unwrap, wrap
 
 from .emulator import Redelivery, ensure_dead_letter_queue
 from .kinesis_trigger import RETRY_FOREVER, KinesisTrigger, lambda_kinesis_record
@@ -115,6 +117,15 @@ class StageSender:
         # Fails here, with the stream's name, when the stream does not exist.
         self._kinesis.describe_stream_summary(StreamName=self.name)
 
+    def as_sent(self, event: OutgoingEvent, event_group: Callable[[str], str]) -> OutgoingEvent:
+        """The event as the stream takes it: a body sent again goes inside the redelivery wrapper
+        with its origin, since a record has no attributes (chalicelib/template_runtime/redelivery.py).
+        Its partition key is taken from the original body."""
+        if event.origin is None:
+            return event
+        key = event.group or event_group(event.body)
+        return replace(event, body=wrap(event.body, event.origin), group=key, origin=None)
+
     def send_call(
         self, batch: Sequence[OutgoingEvent], event_group: Callable[[str], str]
     ) -> list[tuple[str | None, str]]:
@@ -157,13 +168,17 @@ class DeadLetterEvents:
 
     def read(
         self, message_id: str, body: str, group: str, error_code: str | None, event_group: Callable[[str], str]
-    ) -> tuple[list[tuple[str, str, str]], str]:
-        """Each event's (body, group, deduplication id), and why none can be sent ("" when they can)."""
+    ) -> tuple[list[tuple[str, str, str, EventOrigin | None]], str]:
+        """Each event's (body, group, deduplication id, origin), and why none can be sent ("" when they can).
+
+        A record the handler dead-lettered has no origin here: it is the event itself, and the
+        redrive takes its origin from the dead-letter message.
+        """
         del message_id, group
         # A record the handler dead-lettered (it has an error_code) is an event itself.
         batch_info = None if error_code is not None else _kinesis_batch_info(body)
         if batch_info is None:
-            return [(body, event_group(body), "")], ""
+            return [(body, event_group(body), "", None)], ""
         return self._stream.read(batch_info)
 
 
@@ -189,7 +204,7 @@ class _StreamRange:
         self._kinesis = boto3.client("kinesis")
         self._stream_name = stream_name
 
-    def read(self, batch_info: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], str]:
+    def read(self, batch_info: Mapping[str, Any]) -> tuple[list[tuple[str, str, str, EventOrigin]], str]:
         """The records from startSequenceNumber to endSequenceNumber, or [] and why they cannot be read."""
         try:
             shard_id = str(batch_info["shardId"])
@@ -204,8 +219,7 @@ class _StreamRange:
         # A range that starts later than asked, or is short, lost records to retention.
         if not records or int(records[0]["SequenceNumber"]) != first or (expected and len(records) != expected):
             return [], f"the stream no longer holds all of {shard_id} {first}..{last} (past retention)"
-        events = [(record["Data"].decode("utf-8", "surrogateescape"), record["PartitionKey"], "") for record in records]
-        return events, ""
+        return [stream_record_event(record, shard_id) for record in records], ""
 
     def _records(self, shard_id: str, first: str, last: int) -> list[dict[str, Any]]:
         iterator = self._kinesis.get_shard_iterator(
@@ -228,6 +242,21 @@ class _StreamRange:
                 empty_reads += 1
             iterator = response.get("NextShardIterator")
         return records
+
+
+def stream_record_event(record: Mapping[str, Any], shard_id: str) -> tuple[str, str, str, EventOrigin]:
+    """A record read back from the stream as the redrive sends it again: (body, partition key,
+    deduplication id, origin).
+
+    Its origin is its first delivery's eventID and arrival time; a record that is itself a copy
+    sent again carries its origin in its redelivery wrapper, which is taken off, so a copy is
+    never wrapped twice.
+    """
+    # surrogateescape: bytes that are not UTF-8 go out again byte for byte.
+    body, origin = unwrap(record["Data"].decode("utf-8", "surrogateescape"))
+    if origin is None:
+        origin = EventOrigin(f"{shard_id}:{record['SequenceNumber']}", iso_time(record["ApproximateArrivalTimestamp"]))
+    return body, record["PartitionKey"], "", origin
 
 
 def local_trigger(

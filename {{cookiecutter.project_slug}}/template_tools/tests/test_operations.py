@@ -11,6 +11,9 @@ from moto import mock_aws
 
 from chalicelib.template_runtime.destination import prediction_sink
 from chalicelib.template_runtime.publishing import OutgoingMessage
+{%- if cookiecutter.input_source == "kinesis" %}
+from chalicelib.template_runtime.redelivery import unwrap
+{%- endif %}
 from template_tools import redrive, replay, send, tail
 from template_tools.destination import PredictionReader, create_destination
 from template_tools.emulator import Redelivery
@@ -259,6 +262,17 @@ def stream_records(environment) -> list[dict]:
     return records
 
 
+def resent_records(environment) -> list[tuple[bytes, str, str]]:
+    """Every record of the features stream as (original data, partition key, event id it carries):
+    a record sent again is wrapped with its first delivery's event id (redelivery.py)."""
+    resent = []
+    for record in stream_records(environment):
+        body, origin = unwrap(record["Data"].decode("utf-8", "surrogateescape"))
+        event_id = origin.event_id if origin else ""
+        resent.append((body.encode("utf-8", "surrogateescape"), record["PartitionKey"], event_id))
+    return resent
+
+
 def on_failure_dead_letter(sqs, environment, shard_id: str, first: str, last: str, batch_size: int) -> None:
     """Put the trigger's on-failure message for a sequence range in the dead-letter queue."""
     batch = {"shardId": shard_id, "startSequenceNumber": first, "endSequenceNumber": last, "batchSize": batch_size}
@@ -297,7 +311,8 @@ def test_dry_run_counts_by_reason_exports_the_records_and_moves_nothing(environm
 
 def test_redrive_resends_the_records_an_on_failure_message_names(environment, sqs):
     """The trigger's on-failure message holds no records, only their range: the redrive must read
-    them back from the stream and put each again, bytes and partition key unchanged."""
+    them back from the stream and put each again, bytes and partition key unchanged, each still
+    known by its first delivery's eventID."""
     shard_id, sequence_numbers = sent_range(environment)
     on_failure_dead_letter(sqs, environment, shard_id, sequence_numbers[0], sequence_numbers[-1], len(ODD_BODIES))
     handler_dead_letter(sqs, environment, "handler dead letter", "ModelError")
@@ -305,9 +320,11 @@ def test_redrive_resends_the_records_an_on_failure_message_names(environment, sq
     report = run_redrive(environment)
 
     assert (report.moved, report.events_sent) == (2, len(ODD_BODIES) + 1)
-    data = [(record["Data"], record["PartitionKey"]) for record in stream_records(environment)]
-    for body in ODD_BODIES:
-        assert data.count((body.encode(), "u-1")) == 2
+    resent = resent_records(environment)
+    for body, sequence_number in zip(ODD_BODIES, sequence_numbers, strict=True):
+        assert resent.count((body.encode(), "u-1", "")) == 1
+        assert resent.count((body.encode(), "u-1", f"{shard_id}:{sequence_number}")) == 1
+    assert [event_id for body, _, event_id in resent if body == b"handler dead letter"] == ["features-message-id"]
     assert dead_letter_bodies(sqs, environment) == []
 
 
@@ -330,7 +347,7 @@ def test_running_the_redrive_twice_moves_nothing_the_second_time(environment, sq
     first, second = run_redrive(environment), run_redrive(environment)
 
     assert (first.moved, second.moved) == (len(ODD_BODIES), 0)
-    assert sorted(record["Data"].decode() for record in stream_records(environment)) == sorted(ODD_BODIES)
+    assert sorted(body.decode() for body, _, _ in resent_records(environment)) == sorted(ODD_BODIES)
 {%- endif %}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .feature_events import Delivery
+from .redelivery import from_sqs_record
 
 # The stage variable naming the queue that triggers the function (TriggerSettings reads it).
 FEATURES_SOURCE_VARIABLE = "FEATURES_QUEUE_NAME"
@@ -37,5 +38,7 @@ def delivery(record: dict[str, Any]) -> Delivery:
         body=record.get("body", ""),
         receive_count=_int_attribute(record, "ApproximateReceiveCount") or 1,
         sent_timestamp_ms=_int_attribute(record, "SentTimestamp"),
+        # A copy `make redrive` or `make replay` sent names its first delivery in message attributes.
+        origin=from_sqs_record(record),
         group=record.get("attributes", {}).get("MessageGroupId", ""),
     )
