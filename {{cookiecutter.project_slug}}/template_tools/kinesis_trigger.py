@@ -11,7 +11,11 @@ What it reproduces, because the handler's ordering and failure handling depend o
 - ReportBatchItemFailures: the records before the lowest reported sequence number are done, and
   the batch is retried from that record;
 - a raised exception, an invocation past the function timeout or a malformed response fail the
-  whole batch; BisectBatchOnFunctionError then splits it in two and retries each half in turn;
+  whole batch; BisectBatchOnFunctionError then splits it in two and retries each half in turn.
+  A timeout ends the invocation at the function timeout, whatever the handler returns later, and
+  stops the handler's thread as far as a thread can be (lambda_trigger.ExecutionEnvironment): a
+  function error, which Lambda retries until the records expire or MaximumRetryAttempts runs out
+  (docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html, "During invocation");
 - after MaximumRetryAttempts retries, the failing records' metadata (not the records) goes to
   the on-failure destination, an SQS queue, as Lambda words it, and the shard moves on.
 
@@ -38,7 +42,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .lambda_trigger import FunctionConfiguration, Handler, InvalidBatchResponse, LambdaContext, batch_item_failures
+from .lambda_trigger import (
+    FunctionConfiguration,
+    FunctionSlot,
+    Handler,
+    InvalidBatchResponse,
+    LambdaContext,
+    batch_item_failures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,7 @@ class KinesisTriggerStats:
     records_reported_failed: int = 0
     # Invocations that failed as a whole: an exception, a timeout or a malformed response.
     failed_batches: int = 0
+    # Invocations stopped at the function timeout; their late results were discarded.
     timeouts: int = 0
     retries: int = 0
     bisections: int = 0
@@ -160,6 +172,8 @@ class KinesisTrigger:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._pollers: list[threading.Thread] = []
+        # Each shard's poller invokes in an execution environment of its own.
+        self._slots: dict[str, FunctionSlot] = {}
 
     @property
     def stats(self) -> KinesisTriggerStats:
@@ -174,6 +188,9 @@ class KinesisTrigger:
     def start(self) -> KinesisTrigger:
         """Start one poller per shard."""
         self._stopping.clear()
+        self._slots = {
+            shard_id: FunctionSlot(self._handler, f"kinesis-invocations-{shard_id}") for shard_id in self._shard_ids
+        }
         self._pollers = [
             threading.Thread(target=self._poll, args=(shard_id,), name=f"kinesis-poller-{shard_id}", daemon=True)
             for shard_id in self._shard_ids
@@ -183,11 +200,13 @@ class KinesisTrigger:
         return self
 
     def stop(self) -> None:
-        """Stop polling, let running invocations finish, and wait for every poller."""
+        """Stop polling, let running invocations finish or time out, and wait for every poller."""
         self._stopping.set()
         for poller in self._pollers:
             poller.join()
-        self._pollers = []
+        for slot in self._slots.values():
+            slot.close()
+        self._pollers, self._slots = [], {}
 
     def __enter__(self) -> KinesisTrigger:
         return self.start()
@@ -293,24 +312,11 @@ class KinesisTrigger:
         ]
         context = LambdaContext(self._function, self._region, self._account_id)
         self._count(invocations=1, records_delivered=len(records))
-        started = time.monotonic()
-        try:
-            response = self._handler({"Records": event_records}, context)
-        except Exception:
-            log.exception(
-                "%s raised (request %s); %d records of %s are retried",
-                self._function.function_name,
-                context.aws_request_id,
-                len(records),
-                shard_id,
-            )
-            self._count(failed_batches=1)
-            return _Outcome(retry_from=0, function_error=True)
-        # A thread cannot be stopped from outside, so an overrunning handler finishes; what it
-        # returned is then discarded as Lambda would.
-        if time.monotonic() - started > self._function.timeout_seconds:
+        outcome = self._slots[shard_id].invoke({"Records": event_records}, context)
+        if outcome.timed_out:
+            # As Lambda: a function error for the whole batch, whatever the handler returns later.
             log.error(
-                "%s timed out after %d s (request %s); %d records of %s are retried",
+                "%s timed out after %g s (request %s); %d records of %s are retried",
                 self._function.function_name,
                 self._function.timeout_seconds,
                 context.aws_request_id,
@@ -319,6 +325,18 @@ class KinesisTrigger:
             )
             self._count(failed_batches=1, timeouts=1)
             return _Outcome(retry_from=0, function_error=True)
+        if outcome.error is not None:
+            log.error(
+                "%s raised (request %s); %d records of %s are retried",
+                self._function.function_name,
+                context.aws_request_id,
+                len(records),
+                shard_id,
+                exc_info=outcome.error,
+            )
+            self._count(failed_batches=1)
+            return _Outcome(retry_from=0, function_error=True)
+        response = outcome.response
         sequence_numbers = [record["SequenceNumber"] for record in records]
         try:
             failed = batch_item_failures(response, sequence_numbers)

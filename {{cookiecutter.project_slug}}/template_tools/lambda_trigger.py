@@ -9,6 +9,14 @@ past the function timeout or a malformed response fails the whole batch). Failed
 the queue, so its visibility timeout and redrive policy decide when they come back and when they
 move to the dead-letter queue, as in AWS.
 
+The function timeout ends an invocation as Lambda ends it: at the timeout, whatever the handler
+returns later. "If the invocation fails or times out, every message in the batch will be
+returned to the queue" once the visibility timeout ends (Lambda Developer Guide, error handling
+for SQS event sources: docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html, and
+services-sqs-configure.html). So nothing of a timed-out batch is deleted and each record's
+receive count grows on its next delivery; the handler's thread is stopped as far as a thread can
+be (see ExecutionEnvironment for what still differs).
+
 Time can be scaled: SQS takes visibility timeouts in whole seconds, so a test that wants a
 record back after 0.75 s gives the queue a longer timeout and the trigger a shorter one, and the
 trigger makes the record visible itself (ChangeMessageVisibility 0) when the shorter one ends.
@@ -17,14 +25,16 @@ trigger makes the record visible itself (ChangeMessageVisibility 0) when the sho
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import logging
+import queue
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +59,8 @@ SHORT_POLL_PAUSE_SECONDS = 0.05
 FIFO_EARLY_END_SECONDS = 0.5
 # Seeded records (sample event files) are delivered at this instant plus their seed in seconds.
 SEEDED_DELIVERY_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+# How long stop() waits for an idle execution environment's thread to end.
+ENVIRONMENT_CLOSE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,122 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before Lambda would stop this invocation."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class FunctionTimedOut(BaseException):  # noqa: N818 - named as Lambda reports it: "Task timed out"
+    """Raised inside a handler's thread once its invocation has run past the function timeout.
+
+    A BaseException, so a handler's own `except Exception` cannot swallow it and carry on.
+    """
+
+
+@dataclass(frozen=True)
+class InvocationOutcome:
+    """How one invocation ended: a response, an exception, or the function timeout."""
+
+    response: Any = None
+    error: Exception | None = None
+    timed_out: bool = False
+
+
+@dataclass
+class _Invocation:
+    event: dict[str, Any]
+    context: LambdaContext
+    done: threading.Event = field(default_factory=threading.Event)
+    response: Any = None
+    error: Exception | None = None
+
+
+class ExecutionEnvironment:
+    """One Lambda execution environment: a thread that runs the handler, one invocation at a time.
+
+    Lambda stops an invocation at the function timeout: the caller gets no response, the event
+    source counts the whole batch as failed, and the execution environment is reset, so nothing
+    the handler would still have done happens (docs.aws.amazon.com/lambda/latest/dg/
+    lambda-runtime-environment.html, "Failures during the invoke phase"). Here the handler runs
+    in this process, on the environment's thread: at the timeout `invoke` stops waiting and
+    answers timed_out, whatever the handler returns later, and raises FunctionTimedOut in the
+    handler's thread, which stops it at its next Python instruction. The environment is then
+    retired, as Lambda resets it; the trigger starts a fresh one for its next invocation.
+
+    What a thread cannot reproduce (the gap to Lambda): a handler blocked in a call (a socket
+    read, a wait on a future or a lock) only stops once that call returns; threads the handler
+    started itself (its endpoint and publishing pools) are not stopped, so a call they have in
+    flight may still land after the timeout; and module state (clients, caches) survives, where
+    Lambda's next invocation would be a cold start.
+    """
+
+    def __init__(self, handler: Handler, name: str) -> None:
+        self._handler = handler
+        self._pending: queue.SimpleQueue[_Invocation | None] = queue.SimpleQueue()
+        # The invocation the thread is in now; read without a lock (see _stop).
+        self._running: _Invocation | None = None
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def invoke(self, event: dict[str, Any], context: LambdaContext) -> InvocationOutcome:
+        """Run the handler on `event`; wait no longer than the context's remaining time."""
+        invocation = _Invocation(event, context)
+        self._pending.put(invocation)
+        if invocation.done.wait(context.get_remaining_time_in_millis() / 1000):
+            return InvocationOutcome(invocation.response, invocation.error)
+        self._stop(invocation)
+        return InvocationOutcome(timed_out=True)
+
+    def close(self, wait_seconds: float = 0) -> None:
+        """Let the thread end once it is done with what it runs, waiting up to `wait_seconds` for it."""
+        self._pending.put(None)
+        self._thread.join(wait_seconds)
+
+    def _stop(self, invocation: _Invocation) -> None:
+        # The environment is retired whatever happens next: a FunctionTimedOut that arrives after
+        # the handler returned only ends the retired thread early, which is what retiring means.
+        if self._running is invocation and self._thread.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread.ident), ctypes.py_object(FunctionTimedOut)
+            )
+        self.close()
+
+    def _serve(self) -> None:
+        try:
+            while (invocation := self._pending.get()) is not None:
+                self._running = invocation
+                try:
+                    invocation.response = self._handler(invocation.event, invocation.context)
+                except Exception as error:  # noqa: BLE001 - Lambda reports any exception as a function error
+                    invocation.error = error
+                self._running = None
+                invocation.done.set()
+        except FunctionTimedOut:
+            log.info("handler stopped at the function timeout (%s)", threading.current_thread().name)
+
+
+class FunctionSlot:
+    """One of the function's concurrent executions: runs each invocation in an execution
+    environment, and starts a fresh environment after one timed out, as Lambda resets it."""
+
+    def __init__(self, handler: Handler, name: str) -> None:
+        self._handler = handler
+        self._name = name
+        self._environment: ExecutionEnvironment | None = None
+        self._environments_started = 0
+
+    def invoke(self, event: dict[str, Any], context: LambdaContext) -> InvocationOutcome:
+        if self._environment is None:
+            self._environments_started += 1
+            self._environment = ExecutionEnvironment(self._handler, f"{self._name}-env-{self._environments_started}")
+        outcome = self._environment.invoke(event, context)
+        if outcome.timed_out:
+            # Retired by invoke; its thread ends on its own.
+            self._environment = None
+        return outcome
+
+    def close(self) -> None:
+        """End the environment's thread; it runs nothing once the pollers have stopped."""
+        if self._environment is not None:
+            self._environment.close(wait_seconds=ENVIRONMENT_CLOSE_SECONDS)
+            self._environment = None
 
 
 class InvalidBatchResponse(ValueError):
@@ -195,6 +323,7 @@ class TriggerStats:
     records_reported_failed: int = 0
     # Batches that failed as a whole: an exception, a timeout or a malformed response.
     failed_batches: int = 0
+    # Invocations stopped at the function timeout; their late results were discarded.
     timeouts: int = 0
 
 
@@ -276,6 +405,7 @@ class SqsTrigger:
         self._stats_lock = threading.Lock()
         self._stopping = threading.Event()
         self._pollers: list[threading.Thread] = []
+        self._slots: list[FunctionSlot] = []
 
     @property
     def stats(self) -> TriggerStats:
@@ -286,20 +416,24 @@ class SqsTrigger:
     def start(self) -> SqsTrigger:
         """Start the pollers."""
         self._stopping.clear()
+        # One execution environment per poller at a time, as one poller runs one invocation at a time.
+        self._slots = [FunctionSlot(self._handler, f"sqs-invocations-{number}") for number in range(self._concurrency)]
         self._pollers = [
-            threading.Thread(target=self._poll, name=f"sqs-poller-{number}", daemon=True)
-            for number in range(self._concurrency)
+            threading.Thread(target=self._poll, args=(slot,), name=f"sqs-poller-{number}", daemon=True)
+            for number, slot in enumerate(self._slots)
         ]
         for poller in self._pollers:
             poller.start()
         return self
 
     def stop(self) -> None:
-        """Stop polling, let running invocations finish, and wait for every poller."""
+        """Stop polling, let running invocations finish or time out, and wait for every poller."""
         self._stopping.set()
         for poller in self._pollers:
             poller.join()
-        self._pollers = []
+        for slot in self._slots:
+            slot.close()
+        self._pollers, self._slots = [], []
 
     def backlog(self) -> int:
         """Records still in the queue: waiting, in flight or delayed."""
@@ -317,12 +451,12 @@ class SqsTrigger:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _poll(self) -> None:
+    def _poll(self, slot: FunctionSlot) -> None:
         while not self._stopping.is_set():
             try:
                 messages = self._gather_batch()
                 if messages:
-                    self._invoke(messages)
+                    self._invoke(slot, messages)
             except Exception:
                 # A poller that died would quietly lower the concurrency; log and go on.
                 log.exception("SQS poller error; polling again")
@@ -391,26 +525,13 @@ class SqsTrigger:
                 ],
             )
 
-    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+    def _invoke(self, slot: FunctionSlot, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self._event_source_arn, self._region) for message in messages]
         context = LambdaContext(self._function, self._region, self._account_id)
         self._count(invocations=1, records_delivered=len(records))
-        started = time.monotonic()
-        try:
-            response = self._handler({"Records": records}, context)
-        except Exception:
-            log.exception(
-                "%s raised (request %s); all %d records return after the visibility timeout",
-                self._function.function_name,
-                context.aws_request_id,
-                len(records),
-            )
-            self._count(failed_batches=1)
-            self._end_timeouts_early(messages)
-            return
-        # A thread cannot be stopped from outside, so an overrunning handler finishes; what
-        # it did is then discarded as Lambda would: nothing is deleted.
-        if time.monotonic() - started > self._function.timeout_seconds:
+        outcome = slot.invoke({"Records": records}, context)
+        if outcome.timed_out:
+            # As Lambda: the whole batch failed, nothing is deleted, whatever the handler returns later.
             log.error(
                 "%s timed out after %g s (request %s); all %d records return after the visibility timeout",
                 self._function.function_name,
@@ -421,6 +542,18 @@ class SqsTrigger:
             self._count(failed_batches=1, timeouts=1)
             self._end_timeouts_early(messages)
             return
+        if outcome.error is not None:
+            log.error(
+                "%s raised (request %s); all %d records return after the visibility timeout",
+                self._function.function_name,
+                context.aws_request_id,
+                len(records),
+                exc_info=outcome.error,
+            )
+            self._count(failed_batches=1)
+            self._end_timeouts_early(messages)
+            return
+        response = outcome.response
         message_ids = [record["messageId"] for record in records]
         try:
             failed = batch_item_failures(response, message_ids)

@@ -235,6 +235,48 @@ def test_an_invocation_past_the_function_timeout_is_retried_whatever_it_returned
     assert running.stats.timeouts == 1
 
 
+def test_an_invocation_past_the_function_timeout_ends_there_and_the_whole_batch_is_retried(kinesis, stream):
+    """Lambda ends an invocation at the function timeout: a function error, so the whole batch is
+    retried, while the first invocation would still be running; the handler is stopped before
+    its late side effects."""
+    short_function = FunctionConfiguration(function_name="hangs", timeout_seconds=0.5, memory_size_mb=128)
+    put(kinesis, stream, ["a", "b"])
+    first = threading.Event()
+    released = threading.Event()
+    late_side_effects: list[str] = []
+    stopped_by: list[BaseException] = []
+
+    def hang_the_first_time(records):
+        if first.is_set():
+            return None
+        first.set()
+        try:
+            # Busy in Python, as a handler going through its batch is, until the test lets go.
+            while not released.wait(0.01):
+                pass
+            late_side_effects.append("published after the function timeout")
+            return None
+        except BaseException as error:
+            stopped_by.append(error)
+            raise
+
+    handler = RecordingHandler(hang_the_first_time)
+    with trigger(handler, stream, function=short_function) as running:
+        # Let go before stop(), which waits for the pollers: a trigger that waits for the handler
+        # would otherwise never stop.
+        try:
+            wait_until(lambda: running.stats.timeouts == 1)
+            wait_until(lambda: running.stats.records_done == 2)
+            wait_until(lambda: stopped_by)
+        finally:
+            released.set()
+
+    assert handler.batches() == [["a", "b"], ["a", "b"]]
+    assert running.stats.failed_batches == 1
+    assert [type(error).__name__ for error in stopped_by] == ["FunctionTimedOut"]
+    assert not late_side_effects
+
+
 def test_batches_keep_the_shards_order_and_never_exceed_the_batch_size(kinesis, stream):
     """Every record arrives once, in the order it was put, in batches of at most `batch_size`."""
     bodies = [f"r{n:02d}" for n in range(25)]

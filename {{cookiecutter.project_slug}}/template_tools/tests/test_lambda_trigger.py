@@ -276,6 +276,61 @@ def test_an_invocation_past_the_function_timeout_deletes_nothing(sqs, queues):
     assert running.stats.timeouts == 1
 
 
+class HangingHandler:
+    """A handler that works (in Python, as a handler going through its batch does) until the test
+    lets it go, on its first invocation only; every later invocation succeeds at once.
+
+    It notes what a handler would still do after the hang (publish, then answer success, which
+    would delete the batch), and the exception that stopped it, if one did.
+    """
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.late_side_effects: list[str] = []
+        self.stopped_by: list[BaseException] = []
+        self._first = threading.Event()
+
+    def __call__(self, event: dict, records: list[dict]) -> object:
+        if self._first.is_set():
+            return None
+        self._first.set()
+        try:
+            while not self.released.wait(0.01):
+                pass
+            self.late_side_effects.append("published after the function timeout")
+            return None
+        except BaseException as error:
+            self.stopped_by.append(error)
+            raise
+
+
+def test_an_invocation_past_the_function_timeout_ends_there_and_its_whole_batch_comes_back(sqs, queues):
+    """Lambda ends an invocation at the function timeout: every record of the batch comes back after
+    the visibility timeout with its receive count grown, nothing is deleted whatever the handler
+    does later, and the handler is stopped before its late side effects."""
+    short_function = FunctionConfiguration(function_name="hangs", timeout_seconds=0.5, memory_size_mb=128)
+    bodies = ["a", "b", "c"]
+    hanging = HangingHandler()
+    handler = RecordingHandler(hanging)
+    send(sqs, queues.features_url, bodies)
+    with trigger(handler, queues, function=short_function, batch_size=len(bodies)) as running:
+        # Let go before stop(), which waits for the pollers: a trigger that waits for the handler
+        # would otherwise never stop.
+        try:
+            # While the first invocation would still hang: the trigger gave up on it at the timeout.
+            wait_until(lambda: running.stats.timeouts == 1)
+            wait_until(lambda: running.stats.records_deleted == len(bodies))
+            wait_until(lambda: bool(hanging.stopped_by))
+        finally:
+            hanging.released.set()
+
+    assert [handler.deliveries(body) for body in bodies] == [["1", "2"]] * len(bodies)
+    assert running.stats.failed_batches == 1
+    assert running.stats.records_reported_failed == 0
+    assert [type(error).__name__ for error in hanging.stopped_by] == ["FunctionTimedOut"]
+    assert not hanging.late_side_effects
+
+
 @pytest.fixture
 def slow_queues(sqs) -> Queues:
     """Like `queues`, but the queue itself keeps a record invisible for a minute: longer than any wait here."""
