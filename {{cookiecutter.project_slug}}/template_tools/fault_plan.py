@@ -13,7 +13,14 @@ exactly and every event's fate checked against what was done to it:
 - model_rejected: the endpoint answers ModelError for any request carrying the record's input;
 - throttled: the endpoint throttles the next N requests carrying the record's input (a burst);
 - slow: the endpoint answers the input's request so late that the invocation's deadline passes;
+- stalled: the endpoint answers the input's next N requests later than the whole function
+  timeout, so no read timeout the handler can afford is long enough: it must give up on the call
+  and answer in time (or the trigger stops the invocation at the timeout and keeps the batch);
 - sink_refused: the destination refuses the record's prediction N times (botocore hooks);
+- sink_invalid: the destination refuses the record's prediction for good, as it refuses one it
+  finds invalid (a batch entry failed with SenderFault true, DynamoDB's ValidationException; see
+  sink_faults.PERMANENT_REFUSALS): the handler must dead-letter it with its reason. A Kinesis
+  destination reports no such refusal for one record, so its plans have none;
 - killed: the invocation carrying the record runs in a child process that is SIGKILLed mid-way;
 - outages: the whole endpoint answers 503 for longer than the source keeps delivering a failing
   record (maxReceiveCount x visibility timeout; a stream's retries come at once).
@@ -59,9 +66,11 @@ from typing import Any
 
 import boto3
 
+from chalicelib.template_runtime.batch import PREDICTION_REFUSED
+
 from .destination import PUBLISH_OPERATION, refuse_predictions
 from .endpoint_server import Fault, LocalEndpoint
-from .lambda_trigger import Handler
+from .lambda_trigger import FunctionTimedOut, Handler
 from .local_pipeline import (
     PipelineHooks,
     envelope_body,
@@ -72,20 +81,37 @@ from .local_pipeline import (
     schema_breaking,
 )
 from .model_samples import SAMPLES_FILE, draw_samples
+from .sink_faults import Refusal, permanent_refusal
 from .source import record_body, record_message_id
 from .stage import PROJECT_DIR
 
-FAULT_KINDS = ("malformed", "oversize", "model_rejected", "throttled", "slow", "sink_refused", "killed")
+# How this project's destination refuses a prediction for good; None: it has no such refusal
+# for one record (a Kinesis stream), so no event is planned "sink_invalid".
+SINK_INVALID_REFUSAL = permanent_refusal(PUBLISH_OPERATION)
+FAULT_KINDS = (
+    "malformed",
+    "oversize",
+    "model_rejected",
+    "throttled",
+    "slow",
+    "sink_refused",
+    "killed",
+    "stalled",
+    *(("sink_invalid",) if SINK_INVALID_REFUSAL is not None else ()),
+)
 # Faults no retry can cure: the handler must dead-letter these records with this code.
 PERMANENT_FAULT_CODES = {
     "malformed": frozenset({"InvalidJson", "SchemaViolation", "InvalidInput"}),
     "oversize": frozenset({"RecordTooLarge"}),
     "model_rejected": frozenset({"ModelError"}),
+    # The handler's code for a prediction its destination refused for good (the reason names the
+    # destination's own code).
+    "sink_invalid": frozenset({PREDICTION_REFUSED}),
 }
 KILL_POINTS = ("calling_endpoint", "publishing", "returning")
 # Faults the endpoint plays, matched by the record's input; and faults of the body itself, whose
 # input never reaches the endpoint as it is.
-ENDPOINT_FAULTS = ("model_rejected", "throttled", "slow")
+ENDPOINT_FAULTS = ("model_rejected", "throttled", "slow", "stalled")
 BODY_FAULTS = ("malformed", "oversize")
 # The field an oversize body is padded with (or the first of `_padding_1`, ... the input lacks).
 PADDING_FIELD = "_padding"
@@ -147,6 +173,12 @@ class FaultTimings:
         """An answer that arrives after the deadline has passed but before the function times out."""
         return round(self.function_timeout_seconds * 1000 - self.deadline_reserve_ms / 2)
 
+    @property
+    def stalled_answer_ms(self) -> int:
+        """An answer later than the whole function timeout (by the deadline reserve): whatever read
+        timeout the handler gives the call from the time it has left, the answer comes after it."""
+        return round(self.function_timeout_seconds * 1000 + self.deadline_reserve_ms)
+
     def handler_environment(self) -> dict[str, str]:
         """The handler settings the faults are sized against."""
         return {"DEADLINE_RESERVE_MS": str(self.deadline_reserve_ms), "MAX_RECORD_BYTES": str(self.max_record_bytes)}
@@ -160,7 +192,7 @@ class PlannedEvent:
     # The model input the event carries (before any fault of its body).
     features: dict[str, Any]
     fault: str | None = None
-    # Throttled requests in the burst, or refusals of the prediction.
+    # Throttled or stalled requests, or refusals of the prediction.
     times: int = 0
     # How a malformed body is broken ("not_json", "schema"), or where a kill strikes (KILL_POINTS).
     variant: str = ""
@@ -248,11 +280,16 @@ class FaultPlan:
         outages: int | None = None,
         samples_path: Path | None = None,
         schema_path: Path | None = None,
+        every_kind: bool = False,
     ) -> FaultPlan:
         """`count` events whose inputs are drawn from `samples_path` (model/samples.jsonl); each
         gets one of FAULT_KINDS with probability `fault_rate`, then events of one input share its
         endpoint fault (see the module docstring). Schema-breaking bodies break the schema at
-        `schema_path` (model/code/input.schema.json)."""
+        `schema_path` (model/code/input.schema.json).
+
+        `every_kind` then gives each kind the draw missed to a healthy event (seeded too), so a
+        run at a low fault rate still meets every fault (the soak's default).
+        """
         timings = timings or FaultTimings()
         schema = load_input_schema(schema_path or model_input_schema_path(PROJECT_DIR / "model"))
         rng = random.Random(seed)
@@ -268,6 +305,8 @@ class FaultPlan:
                     last_oversize_ten = index // SEND_BATCH_SIZE
                 _apply_fault(event, kind, rng, timings, schema)
             events.append(event)
+        if every_kind and fault_rate > 0:
+            _plan_missing_kinds(events, rng, timings, schema)
         share_endpoint_faults(events)
         if outages is None:
             outages = max(1, count // EVENTS_PER_OUTAGE) if fault_rate > 0 and count >= 100 else 0
@@ -322,10 +361,29 @@ def _apply_fault(
     elif kind == "throttled":
         # At most one delivery short of maxReceiveCount: the record recovers without redrive.
         event.times = rng.randint(1, ENDPOINT_ATTEMPTS_PER_DELIVERY * (timings.max_receive_count - 1))
-    elif kind == "sink_refused":
+    elif kind in ("sink_refused", "stalled"):
+        # At most one delivery short of maxReceiveCount (a delivery makes one request at most that
+        # stalls: it is not retried within the invocation), so the record recovers.
         event.times = rng.randint(1, timings.max_receive_count - 1)
     elif kind == "killed":
         event.variant = rng.choice(KILL_POINTS)
+
+
+def _plan_missing_kinds(
+    events: list[PlannedEvent], rng: random.Random, timings: FaultTimings, schema: dict[str, Any] | None
+) -> None:
+    """Give each of FAULT_KINDS no event has yet to a healthy event drawn with `rng` (an oversize
+    one only in a ten of events without one: the sender's batch of ten takes 1 MiB)."""
+    planned = {event.fault for event in events}
+    for kind in (kind for kind in FAULT_KINDS if kind not in planned):
+        oversize_tens = {index // SEND_BATCH_SIZE for index, event in enumerate(events) if event.fault == "oversize"}
+        candidates = [
+            index
+            for index, event in enumerate(events)
+            if event.fault is None and not (kind == "oversize" and index // SEND_BATCH_SIZE in oversize_tens)
+        ]
+        if candidates:
+            _apply_fault(events[rng.choice(candidates)], kind, rng, timings, schema)
 
 
 def share_endpoint_faults(events: Sequence[PlannedEvent]) -> None:
@@ -425,6 +483,27 @@ class HandlerKiller:
         return None
 
     def _run_and_kill(self, event: dict[str, Any], context: Any, point: str) -> Any:
+        message_ids = [record_message_id(record) for record in event["Records"]]
+        try:
+            reached = self._kill_at(point, event, context)
+        except FunctionTimedOut:
+            # The trigger stopped the invocation at the function timeout while it waited (a child
+            # slow to start on a busy machine): the child is killed all the same, and the kill counts.
+            self._note_kill(point, message_ids)
+            raise
+        self._note_kill(point, message_ids)
+        raise InvocationKilled(
+            f"invocation {context.aws_request_id} killed with SIGKILL "
+            f"({reached or 'before reaching ' + point}); {len(message_ids)} records not deleted"
+        )
+
+    def _note_kill(self, point: str, message_ids: list[str]) -> None:
+        with self._lock:
+            self.killed.append((point, message_ids))
+
+    def _kill_at(self, point: str, event: dict[str, Any], context: Any) -> str:
+        """Run the invocation in a child process until it reaches `point`, then SIGKILL it; return
+        what the child said it reached ("" if it never got there)."""
         request = {
             "handler": self._handler_ref,
             "kill_point": point,
@@ -450,8 +529,9 @@ class HandlerKiller:
                 assert child.stdin is not None and child.stdout is not None
                 child.stdin.write(json.dumps(request))
                 child.stdin.close()
-                # A child that never gets there (it crashed, or hangs) is killed when the function would time out.
-                readable, _, _ = select.select([child.stdout], [], [], request["remaining_ms"] / 1000 + 5)
+                # A child that never gets there (it crashed, hangs, or starts too slowly on a busy
+                # machine) is killed when the function times out, as Lambda would stop it.
+                readable, _, _ = select.select([child.stdout], [], [], request["remaining_ms"] / 1000)
                 reached = child.stdout.readline().strip() if readable else ""
             finally:
                 child.send_signal(signal.SIGKILL)
@@ -461,13 +541,7 @@ class HandlerKiller:
             child_log.seek(0)
             for line in child_log:
                 log.info(line.rstrip("\n"))
-        message_ids = [record_message_id(record) for record in event["Records"]]
-        with self._lock:
-            self.killed.append((point, message_ids))
-        raise InvocationKilled(
-            f"invocation {request['context']['aws_request_id']} killed with SIGKILL "
-            f"({reached or 'before reaching ' + point}); {len(message_ids)} records not deleted"
-        )
+        return reached
 
 
 def _envelope_event_ids(body: str) -> list[str]:
@@ -553,12 +627,16 @@ class FaultInjection:
         self._events_by_answer: dict[str, list[str]] = {}
         self._arrivals: Counter[str] = Counter()
         self._refusals = {event.event_id: event.times for event in plan.events if event.fault == "sink_refused"}
+        self._invalid = {event.event_id for event in plan.events if event.fault == "sink_invalid"}
         self._lock = threading.Lock()
         self._pending_outages = sorted(plan.outages, key=lambda outage: outage.after_sent)
         self._timers: list[threading.Timer] = []
         self._endpoint: LocalEndpoint | None = None
         self._stack = ExitStack()
         self.refused = 0
+        # Publishes refused for good (sink_invalid), attempts included, and the events they carried.
+        self.rejected_as_invalid = 0
+        self.rejected_event_ids: set[str] = set()
         self.outages_started = 0
 
     def __enter__(self) -> PipelineHooks:
@@ -612,12 +690,18 @@ class FaultInjection:
     def _wrap(self, handler: Handler) -> Handler:
         return self.killer.wrap(self._handler_override or handler)
 
-    def _refuse(self, body: str) -> bool:
-        if not self._refusals:
+    def _refuse(self, body: str) -> bool | Refusal:
+        """Whether the destination refuses this message: a sink_refused prediction its first N
+        times (a server-side failure), a sink_invalid one every time (the sender's fault)."""
+        if not self._refusals and not self._invalid:
             return False
-        event_id = _prediction_body_event_id(body)
+        event_id = _prediction_body_event_id(body) or ""
         with self._lock:
-            if not self._refusals.get(event_id or "", 0):
+            if event_id in self._invalid and SINK_INVALID_REFUSAL is not None:
+                self.rejected_as_invalid += 1
+                self.rejected_event_ids.add(event_id)
+                return SINK_INVALID_REFUSAL
+            if not self._refusals.get(event_id, 0):
                 return False
             self._refusals[event_id] -= 1
             self.refused += 1
@@ -634,6 +718,8 @@ class FaultInjection:
                 endpoint.inject(Fault(error="ThrottlingException", match=text, times=event.times))
             elif event.fault == "slow":
                 endpoint.inject(Fault(match=text, times=1, delay_ms=self.plan.timings.slow_answer_ms))
+            elif event.fault == "stalled":
+                endpoint.inject(Fault(match=text, times=event.times, delay_ms=self.plan.timings.stalled_answer_ms))
         # An outage planned at 0 is on before the first event is sent.
         self._start_due_outages(0)
 

@@ -176,6 +176,8 @@ class PipelineSummary:
     ledger: Ledger | None = field(default=None, repr=False)
     # Messages whose prediction was not stored because a newer one of their key already was.
     superseded: int | None = None
+    # Invocations the trigger stopped at the function timeout (counted in failed_batches too).
+    timed_out: int = 0
 
     def table(self) -> str:
         """The summary as an aligned two-column table."""
@@ -194,7 +196,11 @@ class PipelineSummary:
             ("invocations", f"{self.invocations} ({self.failed_batches} failed as a whole)"),
         ]
         # Only a run that went wrong has these; a clean run's table stays as it always was.
-        rows += [(name, str(value)) for name, value in (("unsent", self.unsent), ("stranded", self.stranded)) if value]
+        rows += [
+            (name, str(value))
+            for name, value in (("timed out", self.timed_out), ("unsent", self.unsent), ("stranded", self.stranded))
+            if value
+        ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -672,6 +678,7 @@ def run_local_pipeline(
         deliveries=stats.records_delivered,
         ledger=ledger,
         superseded=len(ledger.superseded) if ledger.keeps_latest_only else None,
+        timed_out=stats.timeouts,
     )
 
 

@@ -11,7 +11,12 @@ maxReceiveCount deliveries, a stream's on-failure destination after MaximumRetry
 retries), or, with a table destination, superseded (the table already held a newer prediction of
 its key).
 Exits 1 when an event is lost or its outcome contradicts its fault (a malformed record
-predicted, a healthy one dead-lettered by the handler).
+predicted, a healthy one dead-lettered by the handler, a prediction the destination refuses for
+good dead-lettered with another reason than the handler's PredictionRefused).
+
+The faults include an endpoint that answers later than the whole function timeout (stalled): the
+handler must give up on the call in time, or the local trigger stops the invocation at the
+function timeout as Lambda does, and its whole batch comes back (lambda_trigger.py).
 
 The events' inputs are model/samples.jsonl's, or `--file`'s (JSON Lines of the team's own events:
 model inputs or envelopes, whose `features` is taken), whatever the model's fields: the faults
@@ -122,6 +127,10 @@ class SoakLedger:
     killed_invocations: int
     refused_predictions: int
     outages: int
+    # Publishes the destination refused for good (sink_invalid), attempts included.
+    rejected_predictions: int
+    # Invocations the local trigger stopped at the function timeout.
+    timed_out_invocations: int
     elapsed_seconds: float
     contradictions: dict[str, str] = field(default_factory=dict)
 
@@ -139,7 +148,9 @@ class SoakLedger:
                 superseded=message_id in ledger.superseded,
             )
         contradictions = {
-            event_id: reason for event_id, outcome in outcomes.items() if (reason := outcome.contradiction())
+            event_id: reason
+            for event_id, outcome in outcomes.items()
+            if (reason := outcome.contradiction()) and _fault_was_met(event_id, outcome, injection, handler)
         }
         return cls(
             handler=handler,
@@ -149,6 +160,8 @@ class SoakLedger:
             killed_invocations=len(injection.killer.killed),
             refused_predictions=injection.refused,
             outages=injection.outages_started,
+            rejected_predictions=injection.rejected_as_invalid,
+            timed_out_invocations=summary.timed_out,
             elapsed_seconds=elapsed,
             contradictions=contradictions,
         )
@@ -210,7 +223,8 @@ class SoakLedger:
             (
                 "injected",
                 f"{self.outages} endpoint outage(s) of {timings.outage_seconds:.0f} s, "
-                f"{self.killed_invocations} invocation(s) killed, {self.refused_predictions} publish(es) refused",
+                f"{self.killed_invocations} invocation(s) killed, {self.refused_predictions} publish(es) refused, "
+                f"{self.rejected_predictions} refused for good",
             ),
             ("sent", str(self.sent)),
             ("predicted", str(self.predicted)),
@@ -226,7 +240,11 @@ class SoakLedger:
             ("stranded", f"{summary.stranded} (still in the features queue: lost when retention expires)"),
             ("unsent", str(summary.unsent)),
             ("deliveries", f"{summary.deliveries} ({summary.deliveries - self.sent} redeliveries)"),
-            ("invocations", f"{summary.invocations} ({summary.failed_batches} failed as a whole)"),
+            (
+                "invocations",
+                f"{summary.invocations} ({summary.failed_batches} failed as a whole, "
+                f"{self.timed_out_invocations} stopped at the function timeout)",
+            ),
             ("elapsed", f"{self.elapsed_seconds:.1f} s"),
             ("lost", str(self.lost)),
         ]
@@ -266,6 +284,16 @@ _HANDLER_TITLES = {
     "app": "app.handle_feature_events (this project's handler)",
     "naive": "naive_handler (Sagify's way: per record, raise on the first error, no dead-letter queue)",
 }
+
+
+def _fault_was_met(event_id: str, outcome: EventOutcome, injection: FaultInjection, handler: str) -> bool:
+    """Whether the event met its fault, so its outcome can contradict it.
+
+    Only the naive handler can miss one: it publishes each prediction on its own (SendMessage,
+    Publish, PutRecord), which the destination's refusals, made for the handler's batch call, do
+    not reach, so a sink_invalid prediction of it is published as any other.
+    """
+    return handler == "app" or outcome.fault != "sink_invalid" or event_id in injection.rejected_event_ids
 
 
 def _reason(message: dict[str, Any]) -> str:
@@ -363,8 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     body_format = "bare" if args.handler == "naive" else "envelope"
     try:
+        # Every kind of fault at least once, however low the rate: a soak that never met one proves nothing of it.
         plan = FaultPlan.seeded(
-            args.count, args.fault_rate, args.seed, timings, body_format=body_format, samples_path=args.file
+            args.count,
+            args.fault_rate,
+            args.seed,
+            timings,
+            body_format=body_format,
+            samples_path=args.file,
+            every_kind=True,
         )
         with handler_log(args.log_file):
             ledger = run_soak(plan, handler=args.handler, max_in_flight=args.max_in_flight)

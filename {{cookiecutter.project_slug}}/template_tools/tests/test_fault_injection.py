@@ -17,13 +17,19 @@ import json
 import threading
 from dataclasses import replace
 
+import boto3
 import fastjsonschema
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
+from chalicelib.template_runtime.batch import PREDICTION_REFUSED
 from chalicelib.template_runtime.endpoint import PayloadCodec
 from template_tools.fault_plan import (
     ENDPOINT_FAULTS,
     FAULT_KINDS,
+    PERMANENT_FAULT_CODES,
+    SINK_INVALID_REFUSAL,
     FaultInjection,
     FaultPlan,
     FaultTimings,
@@ -51,8 +57,10 @@ from .timing import TIME_SCALE
 FAST = FaultTimings(visibility_timeout_seconds=4, max_receive_count=2, function_timeout_seconds=3).scaled(TIME_SCALE)
 # A killed invocation runs in a fresh child process, whose first call creates every client
 # before its first record: on a machine busy with other suites that took over the 1 s a 2 s
-# timeout leaves, and the batch failed on its deadline instead of being killed. Not scaled.
-KILLABLE = FaultTimings(visibility_timeout_seconds=5, max_receive_count=2, function_timeout_seconds=4)
+# timeout leaves, and over 4 s with four suites at once, and the trigger stopped the invocation
+# at the function timeout before the child reached its kill point. The child is killed as soon as
+# it gets there, so a long timeout costs only the wait for the redelivery. Not scaled.
+KILLABLE = FaultTimings(visibility_timeout_seconds=9, max_receive_count=2, function_timeout_seconds=8)
 # Throttling makes botocore back off for up to 3 s within one invocation, in real time: the
 # function and visibility timeouts must outlast that, so these are not scaled.
 PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
@@ -230,6 +238,78 @@ def test_predictions_the_destination_refuses_are_redelivered_until_published(mod
 {%- endif %}
 
 
+def test_a_stalled_endpoint_answers_later_than_the_whole_function_timeout(endpoint, samples_file):
+    """The fault "endpoint slower than its read timeout": a call given the whole function timeout
+    to read the answer still times out, and the input's next request is answered at once."""
+    timings = FaultTimings(
+        visibility_timeout_seconds=1, max_receive_count=2, function_timeout_seconds=1, deadline_reserve_ms=500
+    )
+    plan = FaultPlan.healthy(4, timings, samples_path=samples_file)
+    stalled, healthy = plan.events[0], plan.events[1]
+    stalled.fault, stalled.times = "stalled", 1
+    # Even a read timeout of the whole function timeout, which no handler can afford, is too short.
+    runtime = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=endpoint.url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(read_timeout=timings.function_timeout_seconds, retries={"total_max_attempts": 1}),
+    )
+
+    def invoke(event):
+        return runtime.invoke_endpoint(EndpointName="local", Body=event.input_text, ContentType="application/json")
+
+    with FaultInjection(plan) as hooks:
+        hooks.endpoint_ready(endpoint)
+        assert invoke(healthy)["Body"].read()
+        with pytest.raises(ReadTimeoutError):
+            invoke(stalled)
+        # Its one stalled request is used up: the next delivery's call gets its answer.
+        assert invoke(stalled)["Body"].read()
+    assert timings.stalled_answer_ms > timings.function_timeout_seconds * 1000
+
+
+@pytest.mark.slow
+def test_a_record_the_endpoint_answers_after_the_function_timeout_is_predicted_once_on_a_later_delivery(
+    model_dir, samples_file
+):
+    """A stalled endpoint call costs the record a delivery, never the record. Whether the handler
+    gives up on the call in time or the trigger stops the invocation at the function timeout, as
+    Lambda does, the late answer publishes nothing: no duplicate."""
+    plan = FaultPlan.healthy(10, FAST, samples_path=samples_file)
+    stalled = plan.events[3]
+    stalled.fault, stalled.times = "stalled", 1
+
+    summary, deliveries, _ = run_plan(plan, model_dir)
+
+    assert deliveries.receive_counts[message_id_of(summary, stalled)] == [1, 2]
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 10, 0, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SINK_INVALID_REFUSAL is None, reason="a Kinesis stream refuses no single record for good")
+def test_a_prediction_the_destination_refuses_for_good_is_dead_lettered_with_its_reason_at_once(
+    model_dir, samples_file
+):
+    """A refusal that is the sender's fault comes back on every attempt: the record is dead-lettered
+    with the handler's reason on its first delivery, not retried until the source gives up."""
+    plan = FaultPlan.healthy(10, PATIENT, samples_path=samples_file)
+    rejected = plan.events[4]
+    rejected.fault = "sink_invalid"
+
+    summary, deliveries, injection = run_plan(plan, model_dir)
+
+    rejected_id = message_id_of(summary, rejected)
+    assert deliveries.receive_counts[rejected_id] == [1]
+    assert (summary.lost, summary.predicted, summary.dead_lettered, summary.duplicates) == (0, 9, 1, 0)
+    (dead,) = summary.ledger.dead_letter_arrivals[rejected_id]
+    attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
+    assert attributes["error_code"] == PREDICTION_REFUSED
+    assert SINK_INVALID_REFUSAL.code in attributes["error_reason"]
+    assert injection.rejected_as_invalid == 1
+
+
 @pytest.mark.slow
 def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir, samples_file):
     """The harness must be able to fail: a record deleted without an outcome shows up as lost."""
@@ -268,7 +348,7 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir, samples_fi
     # Dense enough that 120 events plan every kind of fault, with one killed invocation (a child
     # process of its own; the kill tests above cover kills one by one).
     plan = FaultPlan.seeded(
-        120, 0.25, seed=11, timings=timings, samples_path=samples_file, schema_path=model_input_schema_path(model_dir)
+        120, 0.25, seed=50, timings=timings, samples_path=samples_file, schema_path=model_input_schema_path(model_dir)
     )
     assert set(plan.kinds()) == {"none", *FAULT_KINDS}, "the seed should plan every kind of fault"
 
@@ -286,8 +366,13 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir, samples_fi
     assert ledger.duplicates == ledger.summary.duplicates
     assert ledger.outages == 1 and ledger.killed_invocations == plan.kinds()["killed"]
     # Records with a permanent fault never become predictions.
-    permanent = [o for o in ledger.outcomes.values() if o.fault in ("malformed", "oversize", "model_rejected")]
+    permanent = [o for o in ledger.outcomes.values() if o.fault in PERMANENT_FAULT_CODES]
     assert permanent and not any(outcome.predictions for outcome in permanent)
+    # A prediction the destination refused for good is dead-lettered with the handler's reason (a
+    # sink_invalid record the outage caught before it was predicted is the source's to give up on).
+    if ledger.rejected_predictions:
+        rejected = [o for o in ledger.outcomes.values() if o.fault == "sink_invalid"]
+        assert any(PREDICTION_REFUSED in outcome.dead_letters for outcome in rejected)
     rows = [line.split("  ")[0] for line in ledger.table().splitlines()]
     assert "lost" in rows and "duplicates" in rows
 
@@ -302,6 +387,11 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir, samples_fi
         (EventOutcome("throttled", predictions=0, dead_letters=["ModelError"]), "dead-lettered as ModelError"),
         (EventOutcome("none", predictions=1, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
         (EventOutcome("none", predictions=1, dead_letters=["InvalidJson"]), "both predicted and dead-lettered"),
+        (EventOutcome("sink_invalid", predictions=0, dead_letters=[PREDICTION_REFUSED]), None),
+        (EventOutcome("sink_invalid", predictions=1, dead_letters=[]), "sink_invalid record predicted"),
+        (EventOutcome("sink_invalid", predictions=0, dead_letters=["ModelError"]), "dead-lettered as ModelError"),
+        (EventOutcome("stalled", predictions=0, dead_letters=["EndpointTimeout"]), "dead-lettered as EndpointTimeout"),
+        (EventOutcome("stalled", predictions=1, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
     ],
 )
 def test_an_outcome_that_contradicts_its_fault_is_reported_as_misreported(outcome, contradiction):
@@ -338,11 +428,27 @@ def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says(
         else:
             if event.fault == "throttled":
                 assert 1 <= event.times <= 3 * (timings.max_receive_count - 1)
+            if event.fault in ("stalled", "sink_refused"):
+                assert 1 <= event.times <= timings.max_receive_count - 1
             assert json.loads(event.body()) | {"event_time": None} == {
                 "event_id": event.event_id, "event_time": None, "features": event.features
             }  # fmt: skip
     assert first.outages and all(outage.seconds > timings.max_receive_count * timings.visibility_timeout_seconds
                                  for outage in first.outages)  # fmt: skip
+
+
+def test_a_soak_plan_meets_every_kind_of_fault_however_low_its_rate(samples_file):
+    """At 1 % of 300 events the draw misses most kinds; the soak's plan gives each missed kind to a
+    healthy event, so `make soak` always meets the stalled endpoint and the refusal for good."""
+    drawn, soak = (
+        FaultPlan.seeded(300, 0.01, seed=7, samples_path=samples_file, schema_path=ECHO_INPUT_SCHEMA, every_kind=every)
+        for every in (False, True)
+    )
+    assert set(drawn.kinds()) != {"none", *FAULT_KINDS}
+    assert set(soak.kinds()) == {"none", *FAULT_KINDS}
+    assert {"stalled", "sink_refused"} <= set(soak.kinds())
+    # The draw's own faults stay where they were.
+    assert all(b.fault == a.fault for a, b in zip(drawn.events, soak.events, strict=True) if a.fault)
 
 
 def test_endpoint_faults_match_the_input_as_the_handler_sends_it_and_events_of_one_input_share_them(tmp_path):
@@ -395,12 +501,12 @@ def test_a_soak_on_repeated_inputs_of_any_shape_meets_its_endpoint_faults_and_tr
     samples.write_text("".join(json.dumps(echo_input(number)) + "\n" for number in range(8)), encoding="utf-8")
     timings = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
     plan = FaultPlan.seeded(
-        40, 0.3, seed=6, timings=timings, samples_path=samples, schema_path=model_input_schema_path(model_dir),
+        40, 0.3, seed=2, timings=timings, samples_path=samples, schema_path=model_input_schema_path(model_dir),
         outages=0,
     )  # fmt: skip
     for event in plan.events:
         # Kills and refused publishes have tests of their own; this one is about content matching.
-        if event.fault in ("killed", "sink_refused"):
+        if event.fault in ("killed", "sink_refused", "sink_invalid"):
             event.fault, event.times, event.variant = None, 0, ""
     rejected = [event for event in plan.events if event.fault == "model_rejected"]
     assert rejected and any(event.fault == "throttled" for event in plan.events)
