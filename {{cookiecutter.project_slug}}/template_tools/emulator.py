@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.template_runtime.settings import MAX_RECEIVE_COUNT as MAX_RECEIVE_COUNT_VARIABLE
+
 from .child_server import ChildServer
 from .stage import PROJECT_DIR, load_stage, patched_environ
 
@@ -90,6 +92,14 @@ class Redelivery:
     # How long a delivered SQS record stays invisible before it may come back. A fraction of a
     # second is scaled time for tests: see queue_visibility_timeout_seconds.
     visibility_timeout_seconds: float = VISIBILITY_TIMEOUT_SECONDS
+
+    def handler_environment(self) -> dict[str, str | None]:
+        """What the handler is told of this redelivery, as the stack tells the deployed function
+        (deploy/source.py function_environment): the receives after which a record is dead-lettered,
+        so that on its last one the handler dead-letters it with its reason. For patched_environ:
+        None removes the variable, when records keep coming back."""
+        receives = self.max_receive_count
+        return {MAX_RECEIVE_COUNT_VARIABLE: None if receives is None else str(receives)}
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:

@@ -26,7 +26,7 @@ from .aws_limits import SQS_REFUSED_CHARACTER
 from .deadline import Deadline, LambdaContext, publishing_budget
 from .endpoint import EndpointClients, EndpointInvoker, PayloadCodec, Prediction
 from .envelope import SCHEMA_VERSION, build_envelope, encode_envelope, event_moment
-from .failures import RecordFailure
+from .failures import ENDPOINT_NOT_FOUND, RecordFailure
 from .feature_events import (
     Delivery,
     ExtensionPointError,
@@ -38,7 +38,7 @@ from .feature_events import (
 from .input_schema import InputSchema
 from .publishing import MIN_POOL_CONNECTIONS, OutgoingMessage, QueuePublisher, Sink, aws_client
 from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings, SettingsError
-from .telemetry import Invocation, PayloadSampler, emf_line, emit_metrics, log
+from .telemetry import ENDPOINT_NOT_FOUND_METRIC, Invocation, PayloadSampler, emf_line, emit_metrics, log
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +85,14 @@ def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> 
     attributes = {
         "error_code": failure.code,
         "error_reason": failure.reason[:_MAX_REASON_CHARS] or failure.code,
-        "attempt_count": str(item.receive_count),
         "source_message_id": item.message_id,
         "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         # The event's id and time, which a redrive sends along so the record stays the same event.
         **identity_attributes(item),
     }
+    if item.receive_count is not None:
+        # A queue's delivery count; a Kinesis record has none to give.
+        attributes["attempt_count"] = str(item.receive_count)
     if encoding:
         attributes[BODY_ENCODING_ATTRIBUTE] = encoding
     # An attribute value has the body's character rules, and a model's message or an event id
@@ -111,6 +113,21 @@ def _carried_body(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -
 
 def _rejected(event: FeatureEvent, failure: RecordFailure) -> RejectedRecord:
     return event.rejected(failure)
+
+
+def last_delivery(item: FeatureEvent | RejectedRecord, max_receive_count: int | None) -> str:
+    """The note "delivery 5 of 5" when the source will not deliver the record again, else "".
+
+    A record returned on its last delivery would be moved to the dead-letter queue by the queue's
+    redrive policy, as it was sent and without a reason; so on that delivery the handler
+    dead-letters a record it would retry, with the reason. Only a queue counts deliveries
+    (ApproximateReceiveCount), and only the stack tells the handler its maxReceiveCount
+    (MAX_RECEIVE_COUNT); without both, the source decides alone.
+    """
+    received = item.receive_count
+    if not max_receive_count or not received or received < max_receive_count:
+        return ""
+    return f"delivery {received} of {max_receive_count}"
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,7 @@ class BatchProcessor:
         parsed = [self._admit(source.delivery(record)) for record in records]
         events = [item for item in parsed if isinstance(item, FeatureEvent)]
         outcomes = self._invoker.predict(events, deadline)
+        self._report_missing_endpoint(outcomes)
         predicted = {event.message_id: outcome for event, outcome in zip(events, outcomes, strict=True)}
         predicted_at = datetime.now(UTC)
         settlements = [self._settle(item, predicted.get(item.message_id), predicted_at) for item in parsed]
@@ -226,6 +244,16 @@ class BatchProcessor:
         return {
             "batchItemFailures": [{"itemIdentifier": item.failure_id} for item in parsed if item.message_id in retry]
         }
+
+    def _report_missing_endpoint(self, outcomes: Sequence[Prediction | RecordFailure]) -> None:
+        """Count the records the endpoint's absence failed, on a metric line of their own the stack alarms on."""
+        missing = [o for o in outcomes if isinstance(o, RecordFailure) and o.code == ENDPOINT_NOT_FOUND]
+        if not missing:
+            return
+        endpoint, reason = self._settings.endpoint_name, missing[0].reason
+        log(logger, logging.ERROR, "endpoint_not_found", endpoint_name=endpoint, records=len(missing), reason=reason)
+        counts = {ENDPOINT_NOT_FOUND_METRIC: len(missing)}
+        emit_metrics(emf_line(self._settings.metrics_namespace, {"EndpointName": endpoint}, counts, {}))
 
     def _admit(self, delivery: Delivery) -> FeatureEvent | RejectedRecord:
         """Parse a record and check its model input: the schema, if any, then the key of its prediction."""
@@ -299,7 +327,11 @@ class BatchProcessor:
         assert outcome is not None, "the invoker answers for every event"
         if outcome.permanent:
             return Settlement(item, dead_letter(item, outcome), dead_lettered=True)
-        return Settlement(item, retry_reason=f"{outcome.code}: {outcome.reason}")
+        retry_reason = f"{outcome.code}: {outcome.reason}"
+        if delivery := last_delivery(item, self._settings.max_receive_count):
+            failure = RecordFailure.permanent_failure(outcome.code, f"{retry_reason} ({delivery})")
+            return Settlement(item, dead_letter(item, failure), dead_lettered=True)
+        return Settlement(item, retry_reason=retry_reason)
 
     def _publish(self, settlements: list[Settlement]) -> dict[str, str]:
         """Publish what can be published; return {message id: reason} for the records to retry.
@@ -328,12 +360,23 @@ class BatchProcessor:
                 else:
                     ready.append(settlement)
             refused = self._predictions.send([s.message for s in ready if s.message and not s.dead_lettered])
+            self._refused_on_last_delivery_is_final(ready, refused)
             ready = self._dead_letter_refused_for_good(ready, refused, settlements)
             refused.update(self._send_dead_letters([s.message for s in ready if s.message and s.dead_lettered]))
             for settlement in ready:
                 if settlement.item.message_id in refused:
                     fail(settlement, refused[settlement.item.message_id].reason)
         return retry
+
+    def _refused_on_last_delivery_is_final(self, ready: list[Settlement], refused: dict[str, RecordFailure]) -> None:
+        """A prediction refused on its record's last delivery is refused for good: dead-lettered with why."""
+        for settlement in ready:
+            failure = refused.get(settlement.item.message_id)
+            if failure is None or failure.permanent:
+                continue
+            if delivery := last_delivery(settlement.item, self._settings.max_receive_count):
+                final = RecordFailure.permanent_failure(failure.code, f"{failure.reason} ({delivery})")
+                refused[settlement.item.message_id] = final
 
     def _dead_letter_refused_for_good(
         self, ready: list[Settlement], refused: dict[str, RecordFailure], settlements: list[Settlement]

@@ -2,8 +2,8 @@
 """The failure taxonomy: what went wrong with one record, and whether retrying can help.
 
 Permanent failures go to the dead-letter queue at once with their reason; transient ones are
-reported to Lambda as batch item failures so SQS delivers the record again, and the queue's
-redrive policy moves it to the dead-letter queue after maxReceiveCount deliveries.
+reported to Lambda as batch item failures so the source delivers the record again, until its
+last delivery, when the handler dead-letters it with its reason (batch.last_delivery).
 
 The same taxonomy holds on the way out: a destination (or the dead-letter queue) that refuses a
 message says whether sending it again could ever succeed (`classify_sink_error`,
@@ -61,12 +61,25 @@ class RecordFailure:
         return cls(code=code, reason=reason, permanent=False)
 
 
+# The code of a record whose endpoint does not exist; the handler counts them in a metric of the
+# same name, which the stack alarms on.
+ENDPOINT_NOT_FOUND = "EndpointNotFound"
+# How InvokeEndpoint says the endpoint does not exist: ValidationError "Endpoint <name> of account
+# <id> not found." (a wrong ENDPOINT_NAME, a stack deployed before its endpoint, an endpoint being
+# re-created).
+_ENDPOINT_NOT_FOUND_MESSAGE = re.compile(r"^Endpoint \S+ of account \S+ not found")
+
+
 def classify_endpoint_error(error: Exception) -> RecordFailure:
     """Turn an InvokeEndpoint exception (after botocore's own retries) into a RecordFailure."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         code = details.get("Code", "Unknown")
         message = details.get("Message", str(error))
+        if code == "ValidationError" and _ENDPOINT_NOT_FOUND_MESSAGE.match(message):
+            # An outage, not a bad record: every record of the batch would fail alike, so all are
+            # retried rather than dead-lettered, and the metric's alarm calls an operator.
+            return RecordFailure.transient_failure(ENDPOINT_NOT_FOUND, message)
         if code == "ModelError":
             # The container answered with an error of its own. Framework containers report a
             # record they refuse as 500 as often as 400, so the status cannot tell a bad record

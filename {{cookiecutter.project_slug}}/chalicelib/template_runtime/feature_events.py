@@ -68,7 +68,8 @@ class Delivery:
     # What the partial batch response names to have this record delivered again.
     failure_id: str
     body: str
-    receive_count: int
+    # The queue's ApproximateReceiveCount; None for a source that counts no deliveries (Kinesis).
+    receive_count: int | None
     sent_timestamp_ms: int | None
     # Records of one group must be handled in order (FIFO MessageGroupId, Kinesis partition
     # key); "" when the source does not order records.
@@ -107,7 +108,7 @@ class FeatureEvent:
     # for a bare input on its first delivery, whose sent_timestamp_ms stands in.
     event_time: str | None
     sent_timestamp_ms: int | None
-    receive_count: int
+    receive_count: int | None
     failure_id: str
     group: str = ""
     # What keys the prediction in a keyed destination (extension_points.prediction_key); set
@@ -135,7 +136,7 @@ class RejectedRecord:
 
     message_id: str
     body: str
-    receive_count: int
+    receive_count: int | None
     failure: RecordFailure
     failure_id: str
     group: str = ""

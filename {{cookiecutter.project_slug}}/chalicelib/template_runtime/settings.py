@@ -17,6 +17,10 @@ from .deadline import DEFAULT_RESERVE_MS
 TRIGGER_REPORTS_BATCH_ITEM_FAILURES = "TRIGGER_REPORTS_BATCH_ITEM_FAILURES"
 
 
+# The features queue's maxReceiveCount, as the stack gives it to the function (deploy/source.py).
+MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
@@ -105,6 +109,10 @@ class HandlerSettings:
     trigger_reports_batch_item_failures: bool
     # Share of predictions logged with their features and output: 0 keeps personal data out of logs.
     payload_log_sample_rate: float
+    # The features queue's maxReceiveCount (MAX_RECEIVE_COUNT, which the stack sets from
+    # deploy/config.json): on a record's last delivery the handler dead-letters it with its
+    # reason instead of returning it. None: the queue's redrive policy decides, without a reason.
+    max_receive_count: int | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -130,4 +138,5 @@ class HandlerSettings:
             metrics_namespace=env.get("METRICS_NAMESPACE", "").strip() or "StreamingPredictions",
             trigger_reports_batch_item_failures=env.get(TRIGGER_REPORTS_BATCH_ITEM_FAILURES, "").strip() == "true",
             payload_log_sample_rate=_fraction(env, "PAYLOAD_LOG_SAMPLE_RATE"),
+            max_receive_count=_positive_int(env, MAX_RECEIVE_COUNT, 0) or None,
         )

@@ -28,6 +28,11 @@ _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # CloudWatch keeps at most 100 values of one metric per EMF line.
 MAX_VALUES_PER_METRIC = 100
+# Records whose endpoint does not exist (an outage: failures.ENDPOINT_NOT_FOUND), counted on a
+# line of their own by the batches that meet it; template_tools/deploy/alarms.py alarms on it.
+ENDPOINT_NOT_FOUND_METRIC = "EndpointNotFound"
+# The namespace when METRICS_NAMESPACE is empty (settings.py), which the stack's alarms use too.
+DEFAULT_METRICS_NAMESPACE = "StreamingPredictions"
 
 
 class JsonLogFormatter(logging.Formatter):

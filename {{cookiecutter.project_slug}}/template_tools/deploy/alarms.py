@@ -3,14 +3,17 @@
 
 Alarms: the dead-letter queue is not empty; the feature events wait too long (the function is not
 keeping up, or not running: the source's alarm, deploy/source.py); the handler failed whole
-batches; the endpoint answered 5xx; the endpoint's model latency is high; and the destination's
-own (deploy/destination.py). They notify alarms.action_topic_arn when set.
+batches; the endpoint answered 5xx; the endpoint does not exist (the handler's EndpointNotFound
+metric); the endpoint's model latency is high; and the destination's own (deploy/destination.py).
+They notify alarms.action_topic_arn when set.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from chalicelib.template_runtime.telemetry import DEFAULT_METRICS_NAMESPACE, ENDPOINT_NOT_FOUND_METRIC
 
 from . import destination, source
 from .metrics import LAMBDA_PERIOD_SECONDS, MINUTE_PERIOD_SECONDS, SQS_PERIOD_SECONDS, alarm, widget
@@ -55,7 +58,11 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
         "EndpointServerErrorsAlarm": alarm(
             settings,
             "endpoint-5xx",
-            f"{settings.endpoint.name} answered 5xx; records are retried and may reach the dead-letter queue.",
+            f"{settings.endpoint.name} answered 5xx. A ModelError (the model container answered 5xx, a crash "
+            "in inference.py for one) is not retried: its record is dead-lettered at once with the model's "
+            "message, to redrive once the model is fixed. SageMaker's own 5xx (ServiceUnavailable, "
+            "InternalFailure) are retried, and a record still failing on its last delivery is dead-lettered "
+            "with the reason.",
             namespace="AWS/SageMaker",
             metric="Invocation5XXErrors",
             dimensions=endpoint,
@@ -64,6 +71,20 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
             threshold=0,
             evaluation_periods=5,
             datapoints_to_alarm=2,
+        ),
+        "EndpointNotFoundAlarm": alarm(
+            settings,
+            "endpoint-not-found",
+            f"{settings.function_name} cannot find the endpoint {settings.endpoint.name} (InvokeEndpoint: "
+            "ValidationError, not found): a wrong ENDPOINT_NAME, a stack deployed before its endpoint, or an "
+            "endpoint being re-created. The records are retried, not dead-lettered, until their last delivery; "
+            "deploy the endpoint (make deploy-endpoint) or fix the name.",
+            namespace=metrics_namespace(settings),
+            metric=ENDPOINT_NOT_FOUND_METRIC,
+            dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
+            statistic="Sum",
+            period=MINUTE_PERIOD_SECONDS,
+            threshold=0,
         ),
         "EndpointLatencyAlarm": alarm(
             settings,
@@ -82,6 +103,11 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
         **destination.destination_alarms(settings),
         "PipelineDashboard": _dashboard(settings),
     }
+
+
+def metrics_namespace(settings: DeploySettings) -> str:
+    """Where the handler writes its own metrics: the stage's METRICS_NAMESPACE, as the handler reads it."""
+    return settings.environment.get("METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE
 
 
 def _dashboard(settings: DeploySettings) -> dict[str, Any]:

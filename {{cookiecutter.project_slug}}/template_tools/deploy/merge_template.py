@@ -67,8 +67,11 @@ def merge_template(settings: DeploySettings) -> dict[str, Any]:
                 "Runtime": settings.lambda_runtime,
                 "Events": {source.EVENT_SOURCE: {"Properties": source.event_source_properties(settings)}},
                 # The event below is created with ReportBatchItemFailures, so the handler may answer
-                # with a failure list; Chalice's variables stay (dicts merge key by key).
-                "Environment": {"Variables": {TRIGGER_REPORTS_BATCH_ITEM_FAILURES: "true"}},
+                # with a failure list; the source adds what the handler must know of it (an SQS
+                # queue's maxReceiveCount). Chalice's variables stay (dicts merge key by key).
+                "Environment": {
+                    "Variables": {TRIGGER_REPORTS_BATCH_ITEM_FAILURES: "true", **source.function_environment(settings)}
+                },
             },
         },
         ROLE: {

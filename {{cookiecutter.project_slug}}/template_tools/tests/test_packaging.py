@@ -280,6 +280,8 @@ def test_alarms_and_a_dashboard_watch_the_pipeline(packaged):
         "ApproximateNumberOfMessagesVisible",
         "Errors",
         "Invocation5XXErrors",
+        # The handler's own count of records whose endpoint does not exist.
+        "EndpointNotFound",
         "ModelLatency",
         *SOURCE_ALARM_METRICS[source.EVENT_TYPE],
         *DESTINATION_ALARM_METRICS[destination.PREDICTIONS_VARIABLE],

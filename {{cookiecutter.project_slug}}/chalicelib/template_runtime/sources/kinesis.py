@@ -37,8 +37,9 @@ def delivery(record: dict[str, Any]) -> Delivery:
         message_id=record["eventID"],
         failure_id=kinesis["sequenceNumber"],
         body=body,
-        # Kinesis does not count attempts; Lambda's retry limit bounds them instead.
-        receive_count=1,
+        # Lambda's Kinesis records carry no attempt number (its retry limit bounds the attempts
+        # instead), so none is claimed: a dead letter then has no attempt_count.
+        receive_count=None,
         # Seconds with milliseconds: rounded, since 0.123 * 1000 is not 123 in floating point.
         sent_timestamp_ms=round(float(arrived) * 1000) if arrived is not None else None,
         group=kinesis.get("partitionKey", ""),
