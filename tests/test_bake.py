@@ -222,6 +222,7 @@ template_tools/tests/test_lambda_trigger.py
 template_tools/tests/test_local_pipeline.py
 template_tools/tests/test_model_environment.py
 template_tools/tests/test_operations.py
+template_tools/tests/test_outage_and_last_delivery.py
 template_tools/tests/test_packaging.py
 template_tools/tests/test_pipeline_stack.py
 template_tools/tests/test_publishing.py

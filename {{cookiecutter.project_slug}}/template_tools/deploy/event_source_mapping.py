@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only verify; exit 1 if a setting is missing")
     args = parser.parse_args(argv)
     settings = load_settings(args.stage)
+    # The queue or stream was made elsewhere: it must fit the handler (deploy/source.py).
+    if problems := source.existing_source_problems(settings):
+        raise DeployError("\n".join(problems))
     mappings = deployed_event_sources(PROJECT_DIR, args.stage)
     lambda_client = boto3.client("lambda", region_name=settings.region)
     return fix_and_verify(lambda_client, mappings, settings, fix=not args.check)

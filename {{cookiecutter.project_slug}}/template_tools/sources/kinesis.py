@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -52,6 +54,9 @@ PRODUCER_MAX_GROUP_CHARS = 256
 # GetRecords calls that may come back empty (Kinesis can answer empty while records follow)
 # before a range the redrive reads back counts as not in the stream.
 REDRIVE_MAX_EMPTY_READS = 20
+# An on-failure message this close to being dropped (with its records, or by the dead-letter
+# queue) is named whenever the redrive reads it.
+REDRIVE_WARNING_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -161,10 +166,19 @@ class DeadLetterEvents:
     numbers: the redrive reads that range back from the stream and re-puts each record with its
     partition key. A range the stream no longer holds (past its retention) is reported as
     unrecoverable and left in the dead-letter queue.
+
+    Such a message is only worth keeping while both it and its records last: it leaves the
+    dead-letter queue at the end of the queue's retention, its records leave the stream at the
+    end of the stream's. One that has less than REDRIVE_WARNING_HOURS left is named through
+    `warn` (standard error by default) whenever it is read, a dry run included, so it is redriven
+    in time.
     """
 
-    def __init__(self, environment: Mapping[str, str]) -> None:
+    def __init__(self, environment: Mapping[str, str], warn: Callable[[str], None] | None = None) -> None:
         self._stream = _StreamRange(environment["FEATURES_STREAM_NAME"])
+        self._dead_letter_queue = environment["DEAD_LETTER_QUEUE_NAME"]
+        self._warn = warn or _warn_on_stderr
+        self._retention: tuple[timedelta, timedelta] | None = None
 
     def read(
         self, message_id: str, body: str, group: str, error_code: str | None, event_group: Callable[[str], str]
@@ -174,12 +188,71 @@ class DeadLetterEvents:
         A record the handler dead-lettered has no origin here: it is the event itself, and the
         redrive takes its origin from the dead-letter message.
         """
-        del message_id, group
+        del group
         # A record the handler dead-lettered (it has an error_code) is an event itself.
         batch_info = None if error_code is not None else _kinesis_batch_info(body)
         if batch_info is None:
             return [(body, event_group(body), "", None)], ""
+        self._warn_if_expiring(message_id, body, batch_info)
         return self._stream.read(batch_info)
+
+    def _warn_if_expiring(self, message_id: str, body: str, batch_info: Mapping[str, Any]) -> None:
+        """Name an on-failure message whose records or whose pointer expire within REDRIVE_WARNING_HOURS."""
+        try:
+            stream_keeps, queue_keeps = self._retentions()
+        except ClientError:
+            # No stream or queue to ask: reading the range says why it cannot be redriven.
+            return
+        ends = []
+        if (arrived := _moment(batch_info.get("approximateArrivalOfFirstRecord"))) is not None:
+            ends.append(arrived + stream_keeps)
+        if (gave_up := _moment(_gave_up_at(body))) is not None:
+            ends.append(gave_up + queue_keeps)
+        if not ends:
+            return
+        hours_left = (min(ends) - datetime.now(UTC)).total_seconds() / 3600
+        if hours_left < REDRIVE_WARNING_HOURS:
+            keys = ("shardId", "startSequenceNumber", "endSequenceNumber")
+            shard, first, last = (batch_info.get(key) for key in keys)
+            self._warn(
+                f"{message_id}: the records of {shard} {first}..{last} can be redriven for about "
+                f"{max(hours_left, 0):.0f} h more (until {min(ends):%Y-%m-%d %H:%M} UTC, when the stream or the "
+                "dead-letter queue drops them): redrive it now"
+            )
+
+    def _retentions(self) -> tuple[timedelta, timedelta]:
+        """How long the stream keeps records and the dead-letter queue keeps messages, read once."""
+        if self._retention is None:
+            sqs = boto3.client("sqs")
+            url = sqs.get_queue_url(QueueName=self._dead_letter_queue)["QueueUrl"]
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])
+            queue_seconds = int(attributes["Attributes"]["MessageRetentionPeriod"])
+            self._retention = (self._stream.retention(), timedelta(seconds=queue_seconds))
+        return self._retention
+
+
+def _warn_on_stderr(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _gave_up_at(body: str) -> str | None:
+    """When the trigger gave up on the batch: the on-failure message's own timestamp."""
+    try:
+        moment = json.loads(body).get("timestamp")
+    except (ValueError, AttributeError):
+        return None
+    return moment if isinstance(moment, str) else None
+
+
+def _moment(value: object) -> datetime | None:
+    """An ISO-8601 time from an on-failure message ("2026-11-25T10:00:00.000Z"), None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def exports_records(body: str) -> bool:
@@ -203,6 +276,11 @@ class _StreamRange:
     def __init__(self, stream_name: str) -> None:
         self._kinesis = boto3.client("kinesis")
         self._stream_name = stream_name
+
+    def retention(self) -> timedelta:
+        """How long the stream keeps a record after it arrived."""
+        summary = self._kinesis.describe_stream_summary(StreamName=self._stream_name)["StreamDescriptionSummary"]
+        return timedelta(hours=summary["RetentionPeriodHours"])
 
     def read(self, batch_info: Mapping[str, Any]) -> tuple[list[tuple[str, str, str, EventOrigin]], str]:
         """The records from startSequenceNumber to endSequenceNumber, or [] and why they cannot be read."""

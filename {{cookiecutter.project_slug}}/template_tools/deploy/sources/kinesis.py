@@ -14,15 +14,30 @@ first, and adds what Chalice cannot set:
 - `MaximumRecordAgeInSeconds`, below the stream's retention, so a stuck shard moves on while the
   skipped records can still be read again;
 - `DestinationConfig.OnFailure` = the dead-letter queue. Lambda sends it a description of the
-  batch it gave up on (shard, first and last sequence number, stream ARN), not the records: the
-  records stay in the stream until its retention ends, to be read again from those sequence
-  numbers. Records the handler rejects (bad input, model errors) it sends to the same queue
-  itself, with the original data and error_code/error_reason attributes, as for an SQS source.
+  batch it gave up on (shard, first and last sequence number, stream ARN), not the records
+  (Lambda's guide, "Retain discarded batch records for a Kinesis Data Streams event source": an
+  SQS or SNS destination gets metadata only): the records stay in the stream until its retention
+  ends, to be read again from those sequence numbers. Records the handler rejects (bad input,
+  model errors) it sends to the same queue itself, with the original data and
+  error_code/error_reason attributes, as for an SQS source.
+
+A pointer is only worth its retention while the stream still holds its records. The trigger
+gives up on a record at the latest `maximum_record_age_seconds` after it arrived, and the
+dead-letter queue then keeps the pointer `dead_letter_retention_seconds`; so the features stream
+keeps records at least that sum (features_retention_hours), above `streams.retention_hours` when
+needed. Retention beyond 24 hours is billed per GB held (the README says what it costs); lowering
+the dead-letter queue's retention lowers the stream's with it. A stream made elsewhere (the plain
+`chalice deploy` path) is checked for the same before the trigger is fixed up
+(existing_source_problems).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
 
 from .metrics import MINUTE_PERIOD_SECONDS, alarm
 from .names import stream_name_problem
@@ -66,12 +81,51 @@ def settings_problems(settings: DeploySettings) -> list[str]:
         problems.append(
             f"streams.maximum_record_age_seconds must be from {MIN_RECORD_AGE_SECONDS} to {MAX_RECORD_AGE_SECONDS}"
         )
-    elif age >= retention * 3600:
-        problems.append(
-            "streams.maximum_record_age_seconds must be below the stream's retention, so that records the "
-            "trigger skips can still be read again"
-        )
     return problems
+
+
+def pointer_lifetime_hours(dead_letter_retention_seconds: int, maximum_record_age_seconds: int) -> int:
+    """How long after a record arrived an on-failure pointer to it may still be in the dead-letter
+    queue: the trigger gives up on it at the latest at the maximum record age, and the queue then
+    keeps the pointer for its retention. Whole hours, rounded up, as Kinesis takes them."""
+    return math.ceil((dead_letter_retention_seconds + maximum_record_age_seconds) / 3600)
+
+
+def features_retention_hours(settings: DeploySettings) -> int:
+    """The features stream's retention: streams.retention_hours, raised so that no on-failure pointer
+    outlives the records it names."""
+    needed = pointer_lifetime_hours(
+        settings.queues.dead_letter_retention_seconds, settings.streams.maximum_record_age_seconds or 0
+    )
+    return max(settings.streams.retention_hours or MIN_RETENTION_HOURS, needed)
+
+
+def existing_source_problems(settings: DeploySettings) -> list[str]:
+    """Why a stream and dead-letter queue made elsewhere (the plain `chalice deploy` path) would let
+    on-failure pointers outlive their records; the stack deploy makes its own stream long enough."""
+    kinesis = boto3.client("kinesis", region_name=settings.region)
+    sqs = boto3.client("sqs", region_name=settings.region)
+    stream, dead_letters = settings.names.features, settings.names.dead_letters
+    try:
+        kept_hours = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+            "RetentionPeriodHours"
+        ]
+        url = sqs.get_queue_url(QueueName=dead_letters)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])["Attributes"]
+    except ClientError as error:
+        return [f"cannot read the retention of {stream} or {dead_letters}: {error}"]
+    pointer_seconds = int(attributes["MessageRetentionPeriod"])
+    needed = pointer_lifetime_hours(pointer_seconds, settings.streams.maximum_record_age_seconds or 0)
+    if kept_hours >= needed:
+        return []
+    return [
+        f"the stream {stream} keeps records {kept_hours} h, but {dead_letters} keeps the trigger's on-failure "
+        f"pointers {pointer_seconds / 3600:g} h after the trigger gives up on records up to "
+        f"{(settings.streams.maximum_record_age_seconds or 0) / 3600:g} h old: a pointer would outlive its records "
+        f"and `make redrive` could not read them back. Raise the stream's retention to at least {needed} h "
+        f"(aws kinesis increase-stream-retention-period --stream-name {stream} --retention-period-hours {needed}; "
+        "billed beyond 24 h) or lower the queue's MessageRetentionPeriod."
+    ]
 
 
 def source_resources(settings: DeploySettings) -> dict[str, Any]:
@@ -89,7 +143,7 @@ def source_resources(settings: DeploySettings) -> dict[str, Any]:
                 "Properties": {
                     "Name": settings.names.features,
                     "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
-                    "RetentionPeriodHours": settings.streams.retention_hours,
+                    "RetentionPeriodHours": features_retention_hours(settings),
                     # The AWS-managed key: producers and the trigger need no kms: permissions.
                     "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
                 },
@@ -105,6 +159,16 @@ def _retry_settings(settings: DeploySettings) -> dict[str, Any]:
         "MaximumRetryAttempts": settings.queues.max_receive_count - 1,
         "MaximumRecordAgeInSeconds": settings.streams.maximum_record_age_seconds,
     }
+
+
+def function_environment(settings: DeploySettings) -> dict[str, str]:
+    """What the merge template adds to the function's environment for this source: nothing.
+
+    A Kinesis record carries no delivery count (Lambda's Kinesis event has no attempt number), so
+    the handler cannot tell a record's last attempt; after MaximumRetryAttempts the trigger sends
+    the batch's range to the dead-letter queue itself.
+    """
+    return {}
 
 
 def event_source_properties(settings: DeploySettings) -> dict[str, Any]:
@@ -195,6 +259,13 @@ def event_source_problems(event: dict[str, Any], template: dict[str, Any], setti
         problems.append(
             f"the Kinesis event source's on-failure destination must be {DEAD_LETTER_QUEUE}, not {destination}"
         )
-    if FEATURES not in template.get("Resources", {}):
-        problems.append(f"the Kinesis trigger reads {FEATURES}, which the template does not create")
+    stream = template.get("Resources", {}).get(FEATURES)
+    if stream is None:
+        return [*problems, f"the Kinesis trigger reads {FEATURES}, which the template does not create"]
+    kept_hours = stream.get("Properties", {}).get("RetentionPeriodHours", MIN_RETENTION_HOURS)
+    if kept_hours < (needed := features_retention_hours(settings)):
+        problems.append(
+            f"{FEATURES} keeps records {kept_hours} h; on-failure pointers to them live up to {needed} h "
+            "(dead-letter retention plus the maximum record age)"
+        )
     return problems
