@@ -58,8 +58,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Sequence
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -454,10 +454,13 @@ class HandlerKiller:
         handler_ref: str = APP_HANDLER,
         project_dir: Path = PROJECT_DIR,
         event_ids_of_body: Callable[[str], list[str]] | None = None,
+        refused_for_good: Collection[str] = (),
     ) -> None:
         """`kill_points`: event id -> KILL_POINTS; `event_ids_of_body` tells which events a record
-        body may be (by default, the event_id of its envelope)."""
+        body may be (by default, the event_id of its envelope); `refused_for_good`: the events whose
+        prediction the destination refuses for good (sink_invalid), in the child process too."""
         self._kill_points = dict(kill_points)
+        self._refused_for_good = sorted(refused_for_good)
         self._event_ids_of_body = event_ids_of_body or _envelope_event_ids
         self._handler_ref = handler_ref
         self._project_dir = project_dir
@@ -507,6 +510,7 @@ class HandlerKiller:
         request = {
             "handler": self._handler_ref,
             "kill_point": point,
+            "refused_for_good": self._refused_for_good,
             "event": event,
             "remaining_ms": context.get_remaining_time_in_millis(),
             "context": {
@@ -578,14 +582,28 @@ def _invoke_until_killed() -> None:
 
     boto3.setup_default_session()
     events = boto3.DEFAULT_SESSION.events
-    if request["kill_point"] == "calling_endpoint":
-        events.register("before-send.sagemaker-runtime.InvokeEndpoint", stop_here)
-    elif request["kill_point"] == "publishing":
-        events.register(f"after-call.{PUBLISH_OPERATION}", stop_here)
-    module_name, function_name = request["handler"].split(":")
-    handler = getattr(importlib.import_module(module_name), function_name)
-    handler(request["event"], _ChildContext(request))
-    stop_here()
+    # The destination refuses these predictions whichever process sends them: registered before
+    # the kill point, so a refused publish is answered as refused before the child stops.
+    refused_for_good = set(request["refused_for_good"])
+    refusals = (
+        refuse_predictions(
+            events,
+            lambda message: (
+                SINK_INVALID_REFUSAL if _prediction_body_event_id(message["body"]) in refused_for_good else False
+            ),
+        )
+        if refused_for_good and SINK_INVALID_REFUSAL is not None
+        else nullcontext()
+    )
+    with refusals:
+        if request["kill_point"] == "calling_endpoint":
+            events.register("before-send.sagemaker-runtime.InvokeEndpoint", stop_here)
+        elif request["kill_point"] == "publishing":
+            events.register(f"after-call.{PUBLISH_OPERATION}", stop_here)
+        module_name, function_name = request["handler"].split(":")
+        handler = getattr(importlib.import_module(module_name), function_name)
+        handler(request["event"], _ChildContext(request))
+        stop_here()
 
 
 class FaultInjection:
@@ -622,6 +640,7 @@ class FaultInjection:
             handler_ref,
             project_dir,
             self._event_ids_of_body,
+            refused_for_good={event.event_id for event in plan.events if event.fault == "sink_invalid"},
         )
         # Raw answer (answer_key) -> the events the model answers so, and arrivals so far per event.
         self._events_by_answer: dict[str, list[str]] = {}

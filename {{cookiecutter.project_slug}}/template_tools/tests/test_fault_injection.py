@@ -311,6 +311,29 @@ def test_a_prediction_the_destination_refuses_for_good_is_dead_lettered_with_its
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(SINK_INVALID_REFUSAL is None, reason="a Kinesis stream refuses no single record for good")
+def test_a_prediction_refused_for_good_is_refused_in_a_killed_invocations_child_process_too(model_dir, samples_file):
+    """The killed invocation runs in a child process of its own: its publish must meet the same
+    destination, or the soak counts a prediction the destination would never have taken."""
+    plan = FaultPlan.healthy(10, KILLABLE, samples_path=samples_file)
+    rejected, victim = plan.events[0], plan.events[2]
+    rejected.fault = "sink_invalid"
+    victim.fault, victim.variant = "killed", "publishing"
+
+    summary, _, injection = run_plan(plan, model_dir)
+
+    rejected_id = message_id_of(summary, rejected)
+    assert len(injection.killer.killed) == 1
+    assert summary.ledger.prediction_arrivals.get(rejected_id, 0) == 0
+    reasons = [
+        message["MessageAttributes"]["error_code"]["StringValue"]
+        for message in summary.ledger.dead_letter_arrivals[rejected_id]
+    ]
+    assert reasons and set(reasons) == {PREDICTION_REFUSED}
+    assert summary.lost == 0
+
+
+@pytest.mark.slow
 def test_the_ledger_reports_a_record_a_handler_drops_as_lost(model_dir, samples_file):
     """The harness must be able to fail: a record deleted without an outcome shows up as lost."""
     plan = FaultPlan.healthy(10, FAST, samples_path=samples_file)
