@@ -10,12 +10,15 @@ the queue, so its visibility timeout and redrive policy decide when they come ba
 move to the dead-letter queue, as in AWS.
 
 The function timeout ends an invocation as Lambda ends it: at the timeout, whatever the handler
-returns later. "If the invocation fails or times out, every message in the batch will be
-returned to the queue" once the visibility timeout ends (Lambda Developer Guide, error handling
-for SQS event sources: docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html, and
-services-sqs-configure.html). So nothing of a timed-out batch is deleted and each record's
-receive count grows on its next delivery; the handler's thread is stopped as far as a thread can
-be (see ExecutionEnvironment for what still differs).
+returns later. The Lambda Developer Guide: "if Lambda encounters an error at any point while
+processing a batch, all messages in that batch return to the queue. After the visibility timeout,
+the messages become visible to Lambda again" (docs.aws.amazon.com/lambda/latest/dg/
+services-sqs-configure.html; services-sqs-errorhandling.html), and its earlier retry page named
+the timeout outright: "If the invocation fails or times out, every message in the batch will be
+returned to the queue" (awsdocs/aws-lambda-developer-guide, retries-on-errors.md). So nothing of
+a timed-out batch is deleted and each record's receive count grows on its next delivery; the
+handler's thread is stopped as far as a thread can be (see ExecutionEnvironment for what still
+differs).
 
 Time can be scaled: SQS takes visibility timeouts in whole seconds, so a test that wants a
 record back after 0.75 s gives the queue a longer timeout and the trigger a shorter one, and the
@@ -123,10 +126,10 @@ class ExecutionEnvironment:
     """One Lambda execution environment: a thread that runs the handler, one invocation at a time.
 
     Lambda stops an invocation at the function timeout: the caller gets no response, the event
-    source counts the whole batch as failed, and the execution environment is reset, so nothing
-    the handler would still have done happens (docs.aws.amazon.com/lambda/latest/dg/
-    lambda-runtime-environment.html, "Failures during the invoke phase"). Here the handler runs
-    in this process, on the environment's thread: at the timeout `invoke` stops waiting and
+    source counts the whole batch as failed, and the execution environment is reset before it
+    runs again, so nothing the handler would still have done happens (the execution environment
+    lifecycle: docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html). Here the
+    handler runs in this process, on the environment's thread: at the timeout `invoke` stops waiting and
     answers timed_out, whatever the handler returns later, and raises FunctionTimedOut in the
     handler's thread, which stops it at its next Python instruction. The environment is then
     retired, as Lambda resets it; the trigger starts a fresh one for its next invocation.
