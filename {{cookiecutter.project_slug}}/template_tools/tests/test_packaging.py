@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint
 
+from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 from template_tools.deploy import destination, source
 from template_tools.deploy.configuration import load_settings, load_stage
 from template_tools.deploy.package import package
@@ -110,6 +111,13 @@ def test_the_trigger_reports_batch_item_failures(packaged):
     # Every setting the merge template adds survived Chalice's merge, including the reference to
     # the stack's own queue or stream under Chalice's Fn::Sub key.
     assert event == {**event, **source.event_source_properties(packaged["settings"])}
+
+
+def test_the_packaged_function_knows_its_trigger_acts_on_a_failure_list(packaged):
+    """The handler answers with a failure list only when told so; the stage's own variables survive the merge."""
+    variables = packaged["template"]["Resources"][HANDLER]["Properties"]["Environment"]["Variables"]
+    assert variables[TRIGGER_REPORTS_BATCH_ITEM_FAILURES] == "true"
+    assert variables["ENDPOINT_NAME"] == packaged["settings"].endpoint.name
 
 
 def test_the_trigger_keeps_the_stage_batch_settings(packaged):
