@@ -83,7 +83,8 @@ def remove_kinesis_trigger_files() -> None:
 
 def remove_queue_source_files() -> None:
     """Drop what the SQS standard and FIFO sources share: feature events arrive on a stream."""
-    Path("template_tools/queue_source.py").unlink(missing_ok=True)
+    for path in ("template_tools/queue_source.py", "template_tools/deploy/queue_source.py"):
+        Path(path).unlink(missing_ok=True)
 
 
 def remove_queue_consumer_example() -> None:

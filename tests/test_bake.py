@@ -252,6 +252,7 @@ template_tools/tests/test_kinesis_trigger.py
 """
 QUEUE_SOURCE_FILES = """
 template_tools/queue_source.py
+template_tools/deploy/queue_source.py
 """
 QUEUE_CONSUMER_FILES = """
 examples/consume_predictions.py
