@@ -441,6 +441,7 @@ class BatchProcessor:
             },
             group=event.prediction_key if self._settings.partition_key_field else event.group,
             event_time_ms=None if happened_at is None else int(happened_at.timestamp() * 1000),
+            source_order=event.source_order,
         )
 
     def _log_batch(self, settlements: Sequence[Settlement], retry: dict[str, str], started: float) -> None:

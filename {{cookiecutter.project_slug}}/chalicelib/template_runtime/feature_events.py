@@ -18,6 +18,9 @@ An event's identity is the envelope's event_id, else, for a bare input, the mess
 first delivery; its time is the envelope's event_time, else when the source first took it in.
 A record `make redrive` or `make replay` sent again carries both from its first delivery
 (redelivery.py), so it is still the same event.
+
+Of two events of one key with the same event time, the one the source put later is the newer:
+each record carries its place in the source's order (`source_order`, see sequence_order).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from .failures import RecordFailure
 from .redelivery import DEAD_LETTER_EVENT_ID, DEAD_LETTER_EVENT_TIME, EventOrigin, iso_time
 
 _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
+# Digits of the length prefix sequence_order writes: Kinesis sequence numbers have up to 128
+# digits (its API reference), SQS FIFO ones 128 bits, at most 39 digits.
+_SEQUENCE_LENGTH_DIGITS = 3
 # The error code of a record a hook of chalicelib/extension_points.py raised for, or answered
 # something unusable for.
 EXTENSION_POINT_ERROR = "ExtensionPointError"
@@ -51,6 +57,22 @@ class ExtensionPointError(Exception):
 
     def failure(self) -> RecordFailure:
         return RecordFailure.permanent_failure(EXTENSION_POINT_ERROR, str(self))
+
+
+def sequence_order(sequence_number: str | None, message_id: str) -> str:
+    """A record's place in its source's order, as text that sorts in that order.
+
+    Sequence numbers are decimal and their digit count varies ("9" comes before "10", but sorts
+    after it as text), and DynamoDB compares strings byte by byte. So the number goes after its
+    digit count, zero-padded: "001:9" < "002:10", and numbers of the same length compare digit
+    by digit, as numbers do. A record without a usable sequence number (a hand-made test event)
+    falls back to its message id: deterministic, but its order against sequenced records is
+    arbitrary.
+    """
+    digits = (sequence_number or "").lstrip("0") or "0"
+    if not sequence_number or not (digits.isascii() and digits.isdigit()):
+        return message_id
+    return f"{len(digits):0{_SEQUENCE_LENGTH_DIGITS}d}:{digits}"
 
 
 def is_envelope(document: dict[str, Any]) -> bool:
@@ -80,6 +102,11 @@ class Delivery:
     # The event's id and time from its first delivery, when this is a copy a redrive or replay
     # sent (redelivery.py); None on a first delivery.
     origin: EventOrigin | None = None
+    # Where the source put the record among its group's records, as text that sorts in that
+    # order (sequence_order): a keyed table keeps the later of two events of one key with the
+    # same event time. A source without order (a standard queue) gives the message id, which
+    # settles such a tie the same way every time, but arbitrarily; "" reads as the message id.
+    source_order: str = ""
 
     @property
     def event_id(self) -> str:
@@ -114,6 +141,8 @@ class FeatureEvent:
     # What keys the prediction in a keyed destination (extension_points.prediction_key); set
     # once the input is admitted, "" when the destination is not keyed.
     prediction_key: str = ""
+    # The delivery's source_order, never "" (the message id stands in).
+    source_order: str = ""
 
     def rejected(self, failure: RecordFailure) -> RejectedRecord:
         """This record, refused for good: it keeps its body and its event's identity."""
@@ -236,6 +265,7 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
         receive_count=record.receive_count,
         failure_id=record.failure_id,
         group=record.group,
+        source_order=record.source_order or record.message_id,
     )
 
 

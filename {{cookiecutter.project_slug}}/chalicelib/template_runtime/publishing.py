@@ -42,6 +42,9 @@ class OutgoingMessage:
     group: str = ""
     # When the event happened, in epoch milliseconds: a keyed table keeps the newest one.
     event_time_ms: int | None = None
+    # Which of two events of one key with the same event_time_ms is the newer: the greater one,
+    # as text (feature_events.sequence_order). "" reads as the key.
+    source_order: str = ""
 
     def size(self) -> int:
         """Bytes SQS and SNS count against their limits: the body plus each attribute's name, type and value."""

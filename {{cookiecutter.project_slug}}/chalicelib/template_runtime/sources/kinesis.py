@@ -17,7 +17,7 @@ import base64
 import binascii
 from typing import Any
 
-from .feature_events import Delivery
+from .feature_events import Delivery, sequence_order
 from .redelivery import EventOrigin, unwrap
 
 # The stage variable naming the stream that triggers the function (TriggerSettings reads it).
@@ -45,6 +45,9 @@ def delivery(record: dict[str, Any]) -> Delivery:
         group=kinesis.get("partitionKey", ""),
         encoding_problem=problem,
         origin=origin,
+        # Decimal, up to 128 digits (Kinesis API Reference, Record); it increases over time for
+        # one partition key within a shard, so it is the key's order.
+        source_order=sequence_order(kinesis["sequenceNumber"], record["eventID"]),
     )
 
 

@@ -35,4 +35,7 @@ def delivery(record: dict[str, Any]) -> Delivery:
         sent_timestamp_ms=_int_attribute(record, "SentTimestamp"),
         # A copy `make redrive` or `make replay` sent names its first delivery in message attributes.
         origin=from_sqs_record(record),
+        # A standard queue keeps no order (and no sequence number): the message id settles a tie
+        # of two events' times the same way every time, though not by which was sent first.
+        source_order=record["messageId"],
     )

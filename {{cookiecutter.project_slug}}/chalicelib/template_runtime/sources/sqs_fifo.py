@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .feature_events import Delivery
+from .feature_events import Delivery, sequence_order
 from .redelivery import from_sqs_record
 
 # The stage variable naming the queue that triggers the function (TriggerSettings reads it).
@@ -41,4 +41,8 @@ def delivery(record: dict[str, Any]) -> Delivery:
         # A copy `make redrive` or `make replay` sent names its first delivery in message attributes.
         origin=from_sqs_record(record),
         group=record.get("attributes", {}).get("MessageGroupId", ""),
+        # "The length of SequenceNumber is 128 bits. SequenceNumber continues to increase for a
+        # particular MessageGroupId." (SQS API Reference, SendMessage and ReceiveMessage): the
+        # group's send order, where the message id is a random UUID.
+        source_order=sequence_order(record.get("attributes", {}).get("SequenceNumber"), record["messageId"]),
     )
