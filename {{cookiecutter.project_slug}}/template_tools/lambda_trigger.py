@@ -361,6 +361,9 @@ class SqsTrigger:
         ChangeMessageVisibility 0, before the next receive and a little before its timeout ends
         (see FIFO_EARLY_END_SECONDS).
 
+        `fifo` also gives each record the SequenceNumber SQS would, which moto does not (see
+        _number_in_send_order).
+
         `visibility_timeout_seconds`, if given, is the timeout the trigger keeps, at most the
         queue's own: the trigger makes each record it did not delete visible again itself once
         that much time has passed since it was received. Tests use it to scale time down.
@@ -377,6 +380,11 @@ class SqsTrigger:
         self._concurrency = maximum_concurrency
         self._records_done = records_done
         self._receive_turn = threading.Lock()
+        self._fifo = fifo
+        # FIFO only: message id -> the SequenceNumber its records carry (see _number_in_send_order),
+        # until the message is deleted.
+        self._sequence_numbers: dict[str, int] = {}
+        self._next_sequence_number = DeliveryStamps().first_sequence_number
         # Receipt handle -> when its visibility timeout ends, for records not deleted yet; kept
         # only when the trigger ends timeouts itself (see _ends_timeouts).
         self._invisible_until: dict[str, float] = {}
@@ -505,6 +513,8 @@ class SqsTrigger:
                     MessageAttributeNames=["All"],
                 )
                 messages = response.get("Messages", [])
+                if self._fifo:
+                    self._number_in_send_order(messages)
                 if self._ends_timeouts:
                     with self._stats_lock:
                         self._invisible_until.update((m["ReceiptHandle"], invisible_until) for m in messages)
@@ -512,6 +522,26 @@ class SqsTrigger:
             if messages or remaining <= 0:
                 return messages
             self._stopping.wait(min(remaining, SHORT_POLL_PAUSE_SECONDS))
+
+    def _number_in_send_order(self, messages: list[dict[str, Any]]) -> None:
+        """Give each FIFO message the SequenceNumber SQS would: increasing in send order within its
+        group, and the same on every delivery.
+
+        SQS: "The length of SequenceNumber is 128 bits. SequenceNumber continues to increase for a
+        particular MessageGroupId" (SQS API Reference, SendMessage and ReceiveMessage); the handler
+        orders two events of one key in the same millisecond by it. moto 5 draws 20 random digits
+        instead, and only for a message sent with an explicit MessageDeduplicationId, so it would
+        keep the older of such two half the time. moto hands out a group's messages in send order
+        (never one while an earlier one of its group is in flight), so the order in which the
+        trigger first sees them, in its receives' turns, is their send order. Called in the turn.
+        """
+        with self._stats_lock:
+            for message in messages:
+                number = self._sequence_numbers.get(message["MessageId"])
+                if number is None:
+                    number = self._sequence_numbers[message["MessageId"]] = self._next_sequence_number
+                    self._next_sequence_number += 1
+                message.setdefault("Attributes", {})["SequenceNumber"] = str(number)
 
     def _make_visible_what_is_due(self) -> None:
         now = time.monotonic()
@@ -593,10 +623,12 @@ class SqsTrigger:
                 log.warning("could not delete %s: %s", chunk[int(failure["Id"])]["MessageId"], failure.get("Message"))
             deleted = response.get("Successful", [])
             self._count(records_deleted=len(deleted))
-            if self._ends_timeouts:
-                with self._stats_lock:
-                    for entry in deleted:
-                        self._invisible_until.pop(chunk[int(entry["Id"])]["ReceiptHandle"], None)
+            with self._stats_lock:
+                for entry in deleted:
+                    message = chunk[int(entry["Id"])]
+                    self._invisible_until.pop(message["ReceiptHandle"], None)
+                    # A message the queue's redrive policy moves keeps its number: a few ints.
+                    self._sequence_numbers.pop(message["MessageId"], None)
             if self._records_done is not None and deleted:
                 self._records_done([chunk[int(entry["Id"])]["MessageId"] for entry in deleted])
 
