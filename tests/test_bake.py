@@ -230,6 +230,7 @@ template_tools/tests/test_redelivery_identity.py
 template_tools/tests/test_sample_event_files.py
 template_tools/tests/test_sink_errors.py
 template_tools/tests/test_source.py
+template_tools/tests/test_source_order.py
 template_tools/tests/test_telemetry.py
 template_tools/tests/test_time_budget.py
 template_tools/tests/timing.py
