@@ -150,16 +150,19 @@ class FaultTimings:
             raise ValueError("the function timeout must be longer than the deadline reserve")
 
     def scaled(self, factor: float) -> FaultTimings:
-        """The same timings with every duration (visibility timeout, function timeout, deadline
-        reserve) multiplied by `factor`: the same faults, played faster or slower.
+        """The same timings with the endpoint's share of the invocation (the function timeout less
+        the deadline reserve) and the visibility timeout's margin over the function timeout
+        multiplied by `factor`: the same faults, played faster or slower.
 
-        Durations the pipeline does not set stay real: botocore's backoff between retries, for one.
+        The deadline reserve stays whole, as do other durations the pipeline does not set
+        (botocore's backoff between retries, for one): it is the time publishing gets, and the
+        emulator answers a publishing call no faster for a shorter test.
         """
+        reserve_seconds = self.deadline_reserve_ms / 1000
+        function_timeout = (self.function_timeout_seconds - reserve_seconds) * factor + reserve_seconds
+        margin = (self.visibility_timeout_seconds - self.function_timeout_seconds) * factor
         return replace(
-            self,
-            visibility_timeout_seconds=self.visibility_timeout_seconds * factor,
-            function_timeout_seconds=self.function_timeout_seconds * factor,
-            deadline_reserve_ms=round(self.deadline_reserve_ms * factor),
+            self, visibility_timeout_seconds=function_timeout + margin, function_timeout_seconds=function_timeout
         )
 
     @property

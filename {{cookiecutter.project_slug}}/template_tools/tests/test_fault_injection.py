@@ -48,22 +48,37 @@ from template_tools.source import TRIGGER_DEAD_LETTER_REASON, record_body, recor
 from template_tools.stage import patched_environ
 
 from .echo_inputs import ECHO_INPUT_SCHEMA, echo_input, expected_output
-from .timing import TIME_SCALE
+from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
 
 # The visibility timeout covers the trigger's batching window plus the function timeout, so a
 # record never comes back while its first invocation still runs, even on a loaded machine (a
 # shorter one made a record now and then published twice in CI). Scaled: see timing.py; the
-# invocation keeps 1 s before its deadline (1.5 s timeout, 0.5 s reserve).
-FAST = FaultTimings(visibility_timeout_seconds=4, max_receive_count=2, function_timeout_seconds=3).scaled(TIME_SCALE)
+# invocation keeps 1 s for the endpoint and PUBLISHING_RESERVE_MS to publish in.
+FAST = FaultTimings(
+    visibility_timeout_seconds=5,
+    max_receive_count=2,
+    function_timeout_seconds=4,
+    deadline_reserve_ms=PUBLISHING_RESERVE_MS,
+).scaled(TIME_SCALE)
 # A killed invocation runs in a fresh child process, whose first call creates every client
 # before its first record: on a machine busy with other suites that took over the 1 s a 2 s
 # timeout leaves, and over 4 s with four suites at once, and the trigger stopped the invocation
 # at the function timeout before the child reached its kill point. The child is killed as soon as
 # it gets there, so a long timeout costs only the wait for the redelivery. Not scaled.
-KILLABLE = FaultTimings(visibility_timeout_seconds=9, max_receive_count=2, function_timeout_seconds=8)
-# Throttling makes botocore back off for up to 3 s within one invocation, in real time: the
-# function and visibility timeouts must outlast that, so these are not scaled.
-PATIENT = FaultTimings(visibility_timeout_seconds=4, max_receive_count=3, function_timeout_seconds=4)
+KILLABLE = FaultTimings(
+    visibility_timeout_seconds=10,
+    max_receive_count=2,
+    function_timeout_seconds=9,
+    deadline_reserve_ms=PUBLISHING_RESERVE_MS,
+)
+# A throttled call is retried after a random wait of up to 0.5 s, then up to 1 s, in real time:
+# the endpoint's share of the invocation (3 s) must outlast that, so these are not scaled.
+PATIENT = FaultTimings(
+    visibility_timeout_seconds=5,
+    max_receive_count=3,
+    function_timeout_seconds=5,
+    deadline_reserve_ms=PUBLISHING_RESERVE_MS,
+)
 
 
 class DeliveryLog:

@@ -66,7 +66,7 @@ from template_tools.stage import PROJECT_DIR, packaged_environment, patched_envi
 from .echo_inputs import {% if cookiecutter.input_source == "kinesis" %}broken_json_body, {% endif %}echo_body{% if cookiecutter.input_source == "sqs-fifo" %}, echo_input{% endif %}{% if cookiecutter.input_source != "kinesis" %}, id_marker{% endif %}
 from .lambda_events import failure_id, lambda_event{% if cookiecutter.input_source != "kinesis" %}, message_id{% endif %}
 {%- if cookiecutter.input_source == "sqs-fifo" %}
-from .timing import TIME_SCALE
+from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
 {%- endif %}
 
 HANDLER = "handle_feature_events"
@@ -445,8 +445,12 @@ def test_a_groups_backlog_does_not_follow_a_record_that_fails_every_delivery_int
     returned it and the two held back behind it, and after the second one SQS's redrive moved all
     three to the dead-letter queue, as sent, with no reason.
     """
-    timings = FaultTimings(visibility_timeout_seconds=4, max_receive_count=2, function_timeout_seconds=3)
-    timings = timings.scaled(TIME_SCALE)
+    timings = FaultTimings(
+        visibility_timeout_seconds=5,
+        max_receive_count=2,
+        function_timeout_seconds=4,
+        deadline_reserve_ms=PUBLISHING_RESERVE_MS,
+    ).scaled(TIME_SCALE)
     # One user's three events: the producer sends them in one message group, in order.
     same_user = {producer_key_field(stage.environment_variables): "user-a"}
     events = [SampleEvent(f"event-{n}", echo_input(n) | same_user) for n in range(3)]
