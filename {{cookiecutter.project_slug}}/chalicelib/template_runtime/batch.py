@@ -52,6 +52,8 @@ BASE64_BODY = "base64"
 _KEPT_BASE64 = "InvalidEncoding"
 # The error code of a record whose prediction the destination refused for good.
 PREDICTION_REFUSED = "PredictionRefused"
+# Why a record of a publishing round the function had no time left for is retried.
+OUT_OF_PUBLISHING_TIME = "not published: the function timeout was too near for another publishing round"
 
 
 class WholeBatchRetry(RuntimeError):
@@ -237,7 +239,7 @@ class BatchProcessor:
         predicted_at = datetime.now(UTC)
         settlements = [self._settle(item, predicted.get(item.message_id), predicted_at) for item in parsed]
 
-        retry = self._publish(settlements)
+        retry = self._publish(settlements, deadline)
         self._log_batch(settlements, retry, started)
         if retry and not self._settings.trigger_reports_batch_item_failures:
             raise WholeBatchRetry(len(retry))
@@ -333,13 +335,16 @@ class BatchProcessor:
             return Settlement(item, dead_letter(item, failure), dead_lettered=True)
         return Settlement(item, retry_reason=retry_reason)
 
-    def _publish(self, settlements: list[Settlement]) -> dict[str, str]:
+    def _publish(self, settlements: list[Settlement], deadline: Deadline) -> dict[str, str]:
         """Publish what can be published; return {message id: reason} for the records to retry.
 
         For an ordered source, a record that must be retried holds back every later record of
         its group: none of them is published, and all are retried, so they arrive in order.
         A prediction the destination refuses for good is dead-lettered instead (its dead letter
-        takes its place in `settlements`).
+        takes its place in `settlements`). The first round is always published, as the deadline
+        reserve is sized for it; a later round only while a slow call of it would still end in
+        time, else its records and the rest are retried: a retried record costs a delivery, a
+        timed-out invocation the whole batch, published records included.
         """
         ordered = source.ORDERED_BY_GROUP
         retry: dict[str, str] = {}
@@ -350,10 +355,13 @@ class BatchProcessor:
             if ordered:
                 held_back.add(settlement.item.group)
 
-        for round_ in publication_rounds(settlements, ordered):
+        for number, round_ in enumerate(publication_rounds(settlements, ordered)):
+            out_of_time = number > 0 and not deadline.time_for_another_publishing_call()
             ready: list[Settlement] = []
             for settlement in round_:
-                if ordered and settlement.item.group in held_back:
+                if out_of_time:
+                    fail(settlement, OUT_OF_PUBLISHING_TIME)
+                elif ordered and settlement.item.group in held_back:
                     retry[settlement.item.message_id] = "held back: an earlier record of its group is being retried"
                 elif settlement.retry_reason:
                     fail(settlement, settlement.retry_reason)

@@ -49,11 +49,22 @@ class Deadline:
 
     def __init__(self, context: LambdaContext | None, reserve_ms: int) -> None:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
-        self._stop_at = None if remaining_ms is None else time.monotonic() + (remaining_ms - reserve_ms) / 1000
+        self._timeout_at = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000
+        self._stop_at = None if self._timeout_at is None else self._timeout_at - reserve_ms / 1000
+        # The longest one publishing call can take (publishing_budget).
+        self._publishing_call_seconds = reserve_ms / 1000 * (1 - ANSWER_SHARE)
 
     def seconds_left(self) -> float:
         """Seconds until the deadline (negative once passed); infinite without a Lambda context."""
         return math.inf if self._stop_at is None else self._stop_at - time.monotonic()
+
+    def time_for_another_publishing_call(self) -> bool:
+        """Whether a publishing call that takes its longest would still leave the answer its share.
+
+        The reserve holds one such call; publishing in rounds (an ordered source's) makes calls one
+        after another, and a slow destination could otherwise carry the last ones past the timeout.
+        """
+        return self._timeout_at is None or self._timeout_at - time.monotonic() >= self._publishing_call_seconds
 
 
 @dataclass(frozen=True)

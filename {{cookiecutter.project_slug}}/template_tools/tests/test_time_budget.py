@@ -10,6 +10,9 @@ read, as Lambda's own is the one that would stop the function.
 """
 
 import threading
+{%- if cookiecutter.input_source != "sqs" %}
+import time
+{%- endif %}
 
 import boto3
 import pytest
@@ -199,3 +202,54 @@ def test_a_reserve_too_short_to_publish_in_is_refused_with_its_name(handler_envi
     handler_environment("DEADLINE_RESERVE_MS", "100")
     with pytest.raises(SettingsError, match="DEADLINE_RESERVE_MS"):
         BatchProcessor.from_settings(HandlerSettings.from_env())
+{%- if cookiecutter.input_source != "sqs" %}
+
+
+class SlowDestination:
+    """Every publishing call waits `seconds` before it is sent: a destination that answers slowly.
+
+    A hook on the default session reaches the clients the handler creates; before-call runs ahead
+    of moto's own before-send handler, which answers the call.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-call", self._wait)
+
+    def _wait(self, model, **_) -> None:
+        # Not the endpoint's calls, nor STS's, which a topic's ARN is made with once.
+        if model.service_model.service_name not in ("sagemaker-runtime", "sts"):
+            self.calls += 1
+            time.sleep(self.seconds)
+
+
+@pytest.fixture
+def slow_destination(pipeline):
+    yield SlowDestination(seconds=0.5)
+    boto3.setup_default_session()
+
+
+def test_publishing_one_groups_records_in_turn_stops_before_a_slow_destination_runs_past_the_function_timeout(
+    handler_environment, chalice_app, slow_destination
+):
+    """An ordered source's records of one group are published one round after another, each a
+    call; ten of them at 0.5 s would take 5 s of a 3 s function. The rounds stop while the
+    answer still comes in time, and the records not reached are retried, the group's last ones."""
+    handler_environment("DEADLINE_RESERVE_MS", "2000")
+    with Client(chalice_app.app, stage_name="dev", project_dir=str(PROJECT_DIR)) as client:
+        records = lambda_event(client, [echo_body(n) for n in range(10)], groups=["one-group"] * 10)["Records"]
+    processor = BatchProcessor.from_settings(HandlerSettings.from_env())
+    context = a_context()
+
+    response = processor.process(records, context)
+
+    assert context.get_remaining_time_in_millis() > 0, "the handler answered after Lambda would have stopped it"
+    in_order = [failure_id(record) for record in records]
+    published = len(records) - len(retried(response))
+    assert 0 < published < len(records)
+    # Those retried are the group's last records: it arrives in order.
+    assert retried(response) == set(in_order[published:])
+    assert slow_destination.calls == published
+{%- endif %}
