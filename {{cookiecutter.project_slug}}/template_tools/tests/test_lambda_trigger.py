@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
+from template_tools import lambda_trigger
 from template_tools.emulator import (
     Redelivery,
     ensure_dead_letter_queue,
@@ -329,6 +330,52 @@ def test_an_invocation_past_the_function_timeout_ends_there_and_its_whole_batch_
     assert running.stats.records_reported_failed == 0
     assert [type(error).__name__ for error in hanging.stopped_by] == ["FunctionTimedOut"]
     assert not hanging.late_side_effects
+
+
+class SlowImportHandler(RecordingHandler):
+    """A handler whose first invocation is a cold start: its module's import takes `import_seconds`,
+    in the context's Init phase, before the handler records the delivery."""
+
+    def __init__(self, import_seconds: float) -> None:
+        super().__init__()
+        self._import_seconds = import_seconds
+        self._imported = threading.Event()
+
+    def __call__(self, event: dict, context) -> object:
+        if not self._imported.is_set():
+            self._imported.set()
+            with context.init_phase():
+                # Importing: nothing to wait for but the time it takes.
+                threading.Event().wait(self._import_seconds)
+        return super().__call__(event, context)
+
+
+def test_a_cold_starts_init_phase_is_not_counted_in_the_function_timeout(sqs, queues):
+    """Lambda runs the Init phase (the handler module's import) under a limit of its own: an
+    import longer than the function timeout still leaves the invocation its whole timeout."""
+    short_function = FunctionConfiguration(function_name="slow-import", timeout_seconds=1, memory_size_mb=128)
+    handler = SlowImportHandler(import_seconds=1.5)
+    send(sqs, queues.features_url, ["first"])
+    with trigger(handler, queues, function=short_function) as running:
+        wait_until(lambda: running.stats.records_deleted == 1)
+
+    assert handler.deliveries("first") == ["1"]
+    assert running.stats.timeouts == 0
+
+
+def test_an_init_phase_past_lambdas_limit_runs_on_under_the_function_timeout(sqs, queues, monkeypatch):
+    """What Init takes beyond Lambda's limit counts against the invocation, which times out."""
+    monkeypatch.setattr(lambda_trigger, "INIT_PHASE_LIMIT_SECONDS", 0.5)
+    short_function = FunctionConfiguration(function_name="slower-import", timeout_seconds=1, memory_size_mb=128)
+    # 0.5 s of Init is free and 1 s of timeout follows: an import of 2.5 s ends after both.
+    handler = SlowImportHandler(import_seconds=2.5)
+    send(sqs, queues.features_url, ["first"])
+    with trigger(handler, queues, function=short_function) as running:
+        wait_until(lambda: running.stats.records_deleted == 1)
+
+    assert running.stats.timeouts == 1
+    # The timed-out invocation was stopped in its import; the next delivery got to the handler's work.
+    assert handler.deliveries("first") == ["2"]
 
 
 @pytest.fixture
