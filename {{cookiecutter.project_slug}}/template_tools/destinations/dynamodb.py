@@ -25,7 +25,10 @@ EVENT_TIME_ATTRIBUTE = "event_time_ms"
 EXPIRES_AT_ATTRIBUTE = "expires_at"
 ENVELOPE_ATTRIBUTE = "envelope"
 MESSAGE_ID_ATTRIBUTE = "message_id"
-_LAYOUT_ATTRIBUTES = frozenset({EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE})
+SOURCE_ORDER_ATTRIBUTE = "source_order"
+_LAYOUT_ATTRIBUTES = frozenset(
+    {EVENT_TIME_ATTRIBUTE, EXPIRES_AT_ATTRIBUTE, ENVELOPE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE, SOURCE_ORDER_ATTRIBUTE}
+)
 # How often the reader asks again while it waits for records.
 POLL_INTERVAL_SECONDS = 0.1
 # The call that publishes predictions (service.Operation, as botocore names its events): the
@@ -108,12 +111,15 @@ class PredictionReader:
             time.sleep(POLL_INTERVAL_SECONDS)
 
     def newer_prediction_stored(self, key: str, event_time_ms: int, message_id: str) -> bool:
-        """Whether the table holds a newer record's prediction for `key`, newer as the sink orders them.
+        """Whether the table holds another record's prediction for `key` that the sink kept over
+        this one's, a record the handler is done with.
 
         That is how a record whose own write was superseded is accounted for: its write is not
-        in the stream, but the stored prediction is a newer event's (or a same-millisecond one
-        with a greater message id). A stored prediction of the record itself is not a
-        supersession: it is in the stream, and read() will deliver it.
+        in the stream, but the stored prediction is a newer event's, or another record's of the
+        same millisecond (the sink orders those by the source's order, which the ledger does not
+        know: the handler being done with this record, the table kept the other). A stored
+        prediction of the record itself is not a supersession: it is in the stream, and read()
+        will deliver it.
         """
         item = self._dynamodb.get_item(
             TableName=self._table_name,
@@ -124,7 +130,10 @@ class PredictionReader:
         ).get("Item")
         if item is None:
             return False
-        return (int(item[EVENT_TIME_ATTRIBUTE]["N"]), item[MESSAGE_ID_ATTRIBUTE]["S"]) > (event_time_ms, message_id)
+        stored_time_ms = int(item[EVENT_TIME_ATTRIBUTE]["N"])
+        if stored_time_ms != event_time_ms:
+            return stored_time_ms > event_time_ms
+        return item[MESSAGE_ID_ATTRIBUTE]["S"] != message_id
 
     def _read_stored(self) -> list[dict[str, Any]]:
         envelopes: list[dict[str, Any]] = []

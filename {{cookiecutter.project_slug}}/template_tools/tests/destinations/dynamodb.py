@@ -93,11 +93,11 @@ def test_an_older_event_arriving_after_a_newer_one_does_not_overwrite_it(environ
     assert [envelope["n"] for envelope in reader.read()] == [2]
     assert reader.newer_prediction_stored("user-a", 1_000, "m-1")
     assert not reader.newer_prediction_stored("user-a", 3_000, "m-3")
-    # The stored prediction's own record is not superseded (its write is in the stream); of two
-    # records of the same millisecond, the greater message id is the newer.
+    # The stored prediction's own record is not superseded (its write is in the stream); another
+    # record of the same millisecond, which the handler is done with, is: the table kept the other.
     assert not reader.newer_prediction_stored("user-a", 2_000, "m-2")
     assert reader.newer_prediction_stored("user-a", 2_000, "m-1")
-    assert not reader.newer_prediction_stored("user-a", 2_000, "m-9")
+    assert reader.newer_prediction_stored("user-a", 2_000, "m-9")
     superseded = [json.loads(r.getMessage()) for r in caplog.records if "prediction_superseded" in r.getMessage()]
     assert superseded == [{"event": "prediction_superseded", "message_id": "m-1"}], "ids only, never features"
 
