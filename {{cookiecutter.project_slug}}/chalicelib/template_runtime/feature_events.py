@@ -36,6 +36,13 @@ from .failures import RecordFailure
 from .redelivery import DEAD_LETTER_EVENT_ID, DEAD_LETTER_EVENT_TIME, EventOrigin, iso_time
 
 _ENVELOPE_KEYS = frozenset({"event_id", "event_time", "features"})
+# A "\ud800" escape without its pair parses to a string no UTF-8 can encode: the prediction's
+# envelope, which repeats the event's id and may repeat its input, could then be sent nowhere,
+# and the whole batch would fail with it. I-JSON (RFC 7493, section 2.1) forbids such strings.
+LONE_SURROGATE_REASON = (
+    "body holds half a surrogate pair (a \\uD800-\\uDFFF escape without its partner), which I-JSON (RFC 7493) "
+    "forbids and UTF-8 cannot carry; escape such a character as a pair, or send it as UTF-8"
+)
 # Digits of the length prefix sequence_order writes: Kinesis sequence numbers have up to 128
 # digits (its API reference), SQS FIFO ones 128 bits, at most 39 digits.
 _SEQUENCE_LENGTH_DIGITS = 3
@@ -210,6 +217,21 @@ def identity_attributes(item: FeatureEvent | RejectedRecord) -> dict[str, str]:
     return attributes
 
 
+def _holds_a_lone_surrogate(body: str, document: dict[str, Any]) -> bool:
+    """Whether a string of the parsed body holds half a surrogate pair.
+
+    Only a \\uD800-\\uDFFF escape can put one there (the body itself is valid UTF-8), so only
+    such a body is encoded again to look: no cost for the rest.
+    """
+    if "\\ud" not in body and "\\uD" not in body:
+        return False
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _is_iso8601(value: str) -> bool:
     try:
         # fromisoformat reads "Z" from Python 3.11 on.
@@ -233,6 +255,8 @@ def parse_record(record: Delivery, max_record_bytes: int) -> FeatureEvent | Reje
         return _reject(record, "InvalidJson", f"body is not JSON: {error}")
     if not isinstance(document, dict):
         return _reject(record, "InvalidInput", f"body must be a JSON object, not {type(document).__name__}")
+    if _holds_a_lone_surrogate(body, document):
+        return _reject(record, "InvalidJson", LONE_SURROGATE_REASON)
 
     # A bare input is known by its first delivery; an envelope's own values win.
     event_id = record.event_id

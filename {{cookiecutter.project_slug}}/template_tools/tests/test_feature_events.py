@@ -63,8 +63,21 @@ def test_a_model_input_with_a_features_field_among_others_is_not_mistaken_for_an
         (json.dumps({"features": {}, "event_id": 7}), "InvalidEnvelope", "'event_id'"),
         (json.dumps({"features": {}, "event_time": "yesterday"}), "InvalidEnvelope", "'event_time'"),
         ("x" * 2000, "RecordTooLarge", "2000 bytes"),
+        ('{"event_id": "e-\\ud800", "features": {}}', "InvalidJson", "surrogate"),
+        ('{"features": {"name": "\\uDFFF"}}', "InvalidJson", "surrogate"),
+        ('{"\\ud83d": 1}', "InvalidJson", "surrogate"),
     ],
-    ids=["not-json", "not-an-object", "features-not-object", "event-id-not-string", "bad-event-time", "oversize"],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "features-not-object",
+        "event-id-not-string",
+        "bad-event-time",
+        "oversize",
+        "lone-surrogate-in-event-id",
+        "lone-surrogate-in-features",
+        "lone-surrogate-in-a-name",
+    ],
 )
 def test_a_bad_body_is_rejected_permanently_with_its_reason_and_kept_untouched(body, code, reason_part):
     """A record that can never be predicted must say why, and keep the exact body for the dead-letter queue."""
@@ -75,6 +88,15 @@ def test_a_bad_body_is_rejected_permanently_with_its_reason_and_kept_untouched(b
     assert reason_part in rejected.failure.reason
     assert rejected.body == body
     assert rejected.receive_count == 2
+
+
+def test_a_character_escaped_as_a_whole_surrogate_pair_is_read_as_that_character():
+    """Only half a pair is refused: a pair is how JSON escapes a character beyond the BMP."""
+    body = json.dumps({"event_id": "e-\U0001f600", "features": MODEL_INPUT})
+    assert "\\ud83d\\ude00" in body
+    event = parse_record(delivered(body), max_record_bytes=1024)
+    assert isinstance(event, FeatureEvent)
+    assert event.event_id == "e-\U0001f600"
 
 
 def test_bytes_the_source_could_not_read_as_text_are_rejected_with_their_reason():

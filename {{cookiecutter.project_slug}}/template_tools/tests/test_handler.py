@@ -88,6 +88,22 @@ def test_a_malformed_record_is_dead_lettered_untouched_and_the_rest_are_predicte
     assert "not JSON" in attributes["error_reason"]
 
 
+def test_a_record_with_half_a_surrogate_pair_is_dead_lettered_and_the_rest_are_predicted(pipeline, chalice_app):
+    """JSON's "\\ud800" escape parses to text no UTF-8 can carry: its prediction could be sent
+    nowhere. Before, encoding that prediction failed the whole batch, on every delivery."""
+    lone = '{"event_id": "click-\\ud800", "features": ' + echo_body(1) + "}"
+    bodies = [echo_body(0), lone, echo_body(2)]
+    response, _ = invoke(chalice_app, bodies)
+    assert response == {"batchItemFailures": []}
+    predicted = [envelope["prediction"] for envelope in pipeline.predictions()]
+    expected = [expected_output(echo_input(n)) for n in (0, 2)]
+    assert sorted(predicted, key=json.dumps) == sorted(expected, key=json.dumps)
+    (dead,) = pipeline.dead_letters()
+    assert dead["Body"] == lone
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "InvalidJson"
+    assert "surrogate" in dead["MessageAttributes"]["error_reason"]["StringValue"]
+
+
 def test_a_record_the_model_rejects_is_dead_lettered_with_the_models_message(pipeline, chalice_app, endpoint):
     """A ModelError for one record in a batch call is isolated to that record and not retried."""
     endpoint.inject(Fault(error="ModelError", match=id_marker(2)))
