@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 SAGEMAKER_NAME_LIMIT = 63
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+QUEUE_NAME_LIMIT = 80
 # A FIFO queue's name ends in .fifo, and the 80 characters include the suffix.
 FIFO_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
 FIFO_SUFFIX = ".fifo"

@@ -20,6 +20,7 @@ import boto3
 
 from chalicelib.template_runtime.aws_limits import SQS_MAX_BATCH_ENTRIES
 
+from .deploy.names import QUEUE_NAME_LIMIT, bounded_name
 from .sink_faults import SNS_PUBLISH_BATCH, refuse_batch_entries
 
 # SQS long polls for at most 20 seconds and returns at most 10 messages per receive.
@@ -44,8 +45,9 @@ queue when nobody tails any more.
 
 
 def tail_queue_name(topic_name: str) -> str:
-    """The queue that follows the topic for the reader."""
-    return f"{topic_name}-tail"
+    """The queue that follows the topic for the reader: `<topic>-tail`, cut and hashed when a topic
+    name (up to 256 characters) would make it longer than a queue name's 80."""
+    return bounded_name(f"{topic_name}-tail", QUEUE_NAME_LIMIT)
 
 
 def create_destination(environment: Mapping[str, str]) -> None:

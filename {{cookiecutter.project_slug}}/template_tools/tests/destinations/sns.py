@@ -9,7 +9,8 @@ from moto import mock_aws
 
 from chalicelib.template_runtime.destination import MAX_MESSAGE_BYTES, prediction_sink
 from chalicelib.template_runtime.publishing import OutgoingMessage
-from template_tools.destination import PredictionReader, create_destination, refuse_predictions
+from template_tools.deploy.names import QUEUE_NAME
+from template_tools.destination import PredictionReader, create_destination, refuse_predictions, tail_queue_name
 from template_tools.sink_faults import fail_calls
 from template_tools.stage import stage_environment
 
@@ -153,3 +154,16 @@ def test_creating_the_destination_twice_leaves_one_topic_and_one_tail_subscripti
     assert len(subscriptions) == 1
     attributes = sns.get_subscription_attributes(SubscriptionArn=subscriptions[0]["SubscriptionArn"])["Attributes"]
     assert attributes["RawMessageDelivery"] == "true"
+
+
+def test_a_topic_name_too_long_for_a_tail_queue_gets_a_queue_name_sqs_takes(aws_credentials):
+    """Topic names take 256 characters, queue names 80: a long topic's `<topic>-tail` is cut and
+    hashed, and two topics that differ only at the end keep tail queues of their own."""
+    long_topic = "predictions-" + "t" * 230
+    tails = {tail_queue_name(long_topic + end) for end in ("a", "b")}
+    assert len(tails) == 2
+    assert all(QUEUE_NAME.fullmatch(name) for name in tails)
+    assert tail_queue_name("predictions-dev") == "predictions-dev-tail"
+    with mock_aws():
+        create_destination({"PREDICTIONS_TOPIC_NAME": long_topic + "a"})
+        assert boto3.client("sqs").get_queue_url(QueueName=tail_queue_name(long_topic + "a"))["QueueUrl"]
