@@ -38,7 +38,15 @@ from .feature_events import (
 from .input_schema import InputSchema
 from .publishing import MIN_POOL_CONNECTIONS, OutgoingMessage, QueuePublisher, Sink, aws_client
 from .settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES, HandlerSettings, SettingsError
-from .telemetry import ENDPOINT_NOT_FOUND_METRIC, Invocation, PayloadSampler, emf_line, emit_metrics, log
+from .telemetry import (
+    DEAD_LETTER_REFUSED_METRIC,
+    ENDPOINT_NOT_FOUND_METRIC,
+    Invocation,
+    PayloadSampler,
+    emf_line,
+    emit_metrics,
+    log,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -427,7 +435,7 @@ class BatchProcessor:
                 reason=failure.reason[:200],
             )
         if refused:
-            counts = {"DeadLetterRefused": len(refused)}
+            counts = {DEAD_LETTER_REFUSED_METRIC: len(refused)}
             dimensions = {"EndpointName": self._settings.endpoint_name}
             emit_metrics(emf_line(self._settings.metrics_namespace, dimensions, counts, {}))
         return refused

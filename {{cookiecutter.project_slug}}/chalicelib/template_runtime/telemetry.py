@@ -31,6 +31,9 @@ MAX_VALUES_PER_METRIC = 100
 # Records whose endpoint does not exist (an outage: failures.ENDPOINT_NOT_FOUND), counted on a
 # line of their own by the batches that meet it; template_tools/deploy/alarms.py alarms on it.
 ENDPOINT_NOT_FOUND_METRIC = "EndpointNotFound"
+# Dead letters the dead-letter queue refused (their records are retried, never dropped), counted
+# the same way; the stack alarms on it too.
+DEAD_LETTER_REFUSED_METRIC = "DeadLetterRefused"
 # The namespace when METRICS_NAMESPACE is empty (settings.py), which the stack's alarms use too.
 DEFAULT_METRICS_NAMESPACE = "StreamingPredictions"
 

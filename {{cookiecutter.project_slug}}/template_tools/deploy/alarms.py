@@ -4,7 +4,8 @@
 Alarms: the dead-letter queue is not empty; the feature events wait too long (the function is not
 keeping up, or not running: the source's alarm, deploy/source.py); the handler failed whole
 batches; the endpoint answered 5xx; the endpoint does not exist (the handler's EndpointNotFound
-metric); the endpoint's model latency is high; and the destination's own (deploy/destination.py).
+metric); the dead-letter queue refuses dead letters (the handler's DeadLetterRefused metric); the
+endpoint's model latency is high; and the destination's own (deploy/destination.py).
 They notify alarms.action_topic_arn when set.
 """
 
@@ -13,7 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.template_runtime.telemetry import DEFAULT_METRICS_NAMESPACE, ENDPOINT_NOT_FOUND_METRIC
+from chalicelib.template_runtime.telemetry import (
+    DEAD_LETTER_REFUSED_METRIC,
+    DEFAULT_METRICS_NAMESPACE,
+    ENDPOINT_NOT_FOUND_METRIC,
+)
 
 from . import destination, source
 from .metrics import LAMBDA_PERIOD_SECONDS, MINUTE_PERIOD_SECONDS, SQS_PERIOD_SECONDS, alarm, widget
@@ -81,6 +86,20 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
             "deploy the endpoint (make deploy-endpoint) or fix the name.",
             namespace=metrics_namespace(settings),
             metric=ENDPOINT_NOT_FOUND_METRIC,
+            dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
+            statistic="Sum",
+            period=MINUTE_PERIOD_SECONDS,
+            threshold=0,
+        ),
+        "DeadLetterRefusedAlarm": alarm(
+            settings,
+            "dead-letter-refused",
+            f"The dead-letter queue {dead_letters} refused dead letters from {settings.function_name}. "
+            "Their records are retried, never dropped, but they come back until the source gives up on "
+            "them, and then leave without the handler's reason. The dead_letter_refused log lines (level "
+            "ERROR) carry the queue's error code: a deleted queue, a denied sqs:SendMessage, a KMS key.",
+            namespace=metrics_namespace(settings),
+            metric=DEAD_LETTER_REFUSED_METRIC,
             dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
             statistic="Sum",
             period=MINUTE_PERIOD_SECONDS,

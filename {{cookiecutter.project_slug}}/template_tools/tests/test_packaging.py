@@ -288,8 +288,9 @@ def test_alarms_and_a_dashboard_watch_the_pipeline(packaged):
         "ApproximateNumberOfMessagesVisible",
         "Errors",
         "Invocation5XXErrors",
-        # The handler's own count of records whose endpoint does not exist.
+        # The handler's own counts: records whose endpoint does not exist, dead letters refused.
         "EndpointNotFound",
+        "DeadLetterRefused",
         "ModelLatency",
         *SOURCE_ALARM_METRICS[source.EVENT_TYPE],
         *DESTINATION_ALARM_METRICS[destination.PREDICTIONS_VARIABLE],

@@ -26,7 +26,10 @@ from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBU
 from chalicelib.template_runtime.failures import RecordFailure, batch_entry_failure, classify_sink_error
 from chalicelib.template_runtime.feature_events import RejectedRecord
 from chalicelib.template_runtime.publishing import OutgoingMessage, QueuePublisher
+from chalicelib.template_runtime.telemetry import DEAD_LETTER_REFUSED_METRIC
 from template_tools import redrive, replay
+from template_tools.deploy.alarms import alarm_resources
+from template_tools.deploy.configuration import load_settings
 from template_tools.destination import PUBLISH_OPERATION, refuse_predictions
 from template_tools.emulator import Redelivery
 from template_tools.features_producer import FeaturesProducer
@@ -195,7 +198,15 @@ def test_a_dead_letter_the_queue_refuses_for_good_is_retried_never_dropped_and_s
     assert line.levelno == logging.ERROR
     assert line.fields["permanent"] is True and line.fields["message_id"] == message_id(event["Records"][1])
     metrics = [json.loads(out) for out in capsys.readouterr().out.splitlines() if out.startswith('{"_aws"')]
-    assert [document["DeadLetterRefused"] for document in metrics if "DeadLetterRefused" in document] == [1]
+    (counted,) = [document for document in metrics if DEAD_LETTER_REFUSED_METRIC in document]
+    assert counted[DEAD_LETTER_REFUSED_METRIC] == 1
+    # The stack's alarm watches that very metric: namespace, name and dimensions.
+    alarm = alarm_resources(load_settings("dev"))["DeadLetterRefusedAlarm"]["Properties"]
+    (written,) = counted["_aws"]["CloudWatchMetrics"]
+    assert alarm["Namespace"] == written["Namespace"]
+    assert alarm["MetricName"] in [metric["Name"] for metric in written["Metrics"]]
+    assert alarm["Dimensions"] == [{"Name": name, "Value": counted[name]} for (name,) in written["Dimensions"]]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
 def _put_back_in_dead_letter_queue(environment: dict[str, str], dead: dict) -> None:
