@@ -104,6 +104,11 @@ MIN_MAX_RECEIVE_COUNT = 5
 # Lambda's guidance: the queue must hide a record for at least six function timeouts, or SQS
 # hands it to a second invocation while the first one is still working on it.
 VISIBILITY_TIMEOUT_FACTOR = 6
+# The handler keeps the last DEADLINE_RESERVE_MS (3 s by default) of the function timeout to
+# publish and answer, and needs 2 s before that to call the endpoint: DEFAULT_RESERVE_MS and
+# MIN_ENDPOINT_SHARE_MS in chalicelib/template_runtime/deadline.py, which `make deploy` checks too.
+DEFAULT_RESERVE_SECONDS = 3
+MIN_ENDPOINT_SHARE_SECONDS = 2
 # Above 10 records per batch, Lambda requires a batching window of at least one second.
 UNWINDOWED_BATCH_LIMIT = 10
 
@@ -486,6 +491,18 @@ def cross_option_problems(answers: Mapping[str, object]) -> list[Problem]:
         )
 
     timeout, visibility = number["lambda_timeout_seconds"], number["visibility_timeout_seconds"]
+    shortest_timeout = DEFAULT_RESERVE_SECONDS + MIN_ENDPOINT_SHARE_SECONDS
+    if timeout is not None and 0 < timeout < shortest_timeout:
+        found.append(
+            Problem(
+                "lambda_timeout_seconds",
+                answers.get("lambda_timeout_seconds"),
+                f"must be at least {shortest_timeout}: the handler keeps the last "
+                f"{DEFAULT_RESERVE_SECONDS} s (DEADLINE_RESERVE_MS) to publish and answer and needs "
+                f"{MIN_ENDPOINT_SHARE_SECONDS} s before them to call the endpoint; with less every "
+                "record is retried on its deadline",
+            )
+        )
     hides_records = source != "kinesis"  # a stream has no visibility timeout
     if (
         hides_records

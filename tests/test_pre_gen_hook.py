@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -307,6 +308,8 @@ def test_a_refused_image_uri_says_how_to_fix_it(
         ({"lambda_memory_mb": "127"}, {"lambda_memory_mb"}),
         ({"lambda_memory_mb": "10240"}, set()),
         ({"lambda_timeout_seconds": "0"}, {"lambda_timeout_seconds"}),
+        ({"lambda_timeout_seconds": "4", "visibility_timeout_seconds": "24"}, {"lambda_timeout_seconds"}),
+        ({"lambda_timeout_seconds": "5", "visibility_timeout_seconds": "30"}, set()),
         (
             {"lambda_timeout_seconds": "901", "visibility_timeout_seconds": "43200"},
             {"lambda_timeout_seconds"},
@@ -392,3 +395,12 @@ def test_names_derived_from_any_project_name_pass_validation(
 ) -> None:
     """Most users type only a project name: the slug, package and AWS names derived from it must fit."""
     assert pre_gen_hook.validate(default_answers({"project_name": project_name})) == []
+
+
+def test_the_shortest_function_timeout_follows_the_handlers_own_reserve(pre_gen_hook):
+    """The hook cannot import the runtime it generates: its figures are read from the runtime's source."""
+    runtime = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "chalicelib" / "template_runtime"
+    source = (runtime / "deadline.py").read_text(encoding="utf-8")
+    constants = dict(re.findall(r"^([A-Z_]+) = (\d+)$", source, flags=re.MULTILINE))
+    assert int(constants["DEFAULT_RESERVE_MS"]) == pre_gen_hook.DEFAULT_RESERVE_SECONDS * 1000
+    assert int(constants["MIN_ENDPOINT_SHARE_MS"]) == pre_gen_hook.MIN_ENDPOINT_SHARE_SECONDS * 1000

@@ -24,6 +24,10 @@ from typing import Protocol
 
 # Room for two publishing attempts of 0.7 s, the wait between them, and answering.
 DEFAULT_RESERVE_MS = 3000
+# The least a function timeout should leave before the reserve to call the endpoint in: a
+# connection (endpoint.CONNECT_TIMEOUT_SECONDS) and an answer. `make deploy` refuses less, and so
+# does the template for its default reserve (hooks/pre_gen_project.py).
+MIN_ENDPOINT_SHARE_MS = 2000
 # The share of the reserve kept for what follows publishing: logging the batch and answering.
 ANSWER_SHARE = 0.2
 # The longest botocore's standard retry mode waits before a second attempt: a random time up to

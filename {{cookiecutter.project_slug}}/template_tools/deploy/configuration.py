@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from chalicelib.template_runtime.deadline import DEFAULT_RESERVE_MS, MIN_ENDPOINT_SHARE_MS
 from template_tools.stage import PROJECT_DIR, StageSettings, UnknownStageError, load_stage
 
 from . import destination, names, source
@@ -188,7 +189,24 @@ def settings_problems(settings: DeploySettings) -> list[str]:
     problems += source.settings_problems(settings)
     problems += destination.settings_problems(settings)
     problems += _alarm_problems(settings.alarms)
+    problems += _time_budget_problems(settings)
     return problems
+
+
+def _time_budget_problems(settings: DeploySettings) -> list[str]:
+    """A function timeout that leaves too little before DEADLINE_RESERVE_MS would retry every record on its deadline."""
+    try:
+        reserve_ms = int(settings.environment.get("DEADLINE_RESERVE_MS", DEFAULT_RESERVE_MS))
+    except ValueError:
+        return []  # The handler refuses it by name at its first invocation (settings.py).
+    endpoint_share_ms = settings.lambda_timeout * 1000 - reserve_ms
+    if endpoint_share_ms >= MIN_ENDPOINT_SHARE_MS:
+        return []
+    return [
+        f"lambda_timeout {settings.lambda_timeout} s leaves {endpoint_share_ms} ms to call the endpoint before "
+        f"DEADLINE_RESERVE_MS ({reserve_ms} ms), which the handler keeps to publish and answer; it needs at least "
+        f"{MIN_ENDPOINT_SHARE_MS} ms: raise lambda_timeout in .chalice/config.json or lower DEADLINE_RESERVE_MS"
+    ]
 
 
 def _endpoint_problems(endpoint: EndpointSettings) -> list[str]:

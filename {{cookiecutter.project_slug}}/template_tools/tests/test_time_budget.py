@@ -13,6 +13,7 @@ import threading
 {%- if cookiecutter.input_source != "sqs" %}
 import time
 {%- endif %}
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -20,6 +21,7 @@ from chalice.test import Client
 
 from chalicelib.template_runtime.batch import BatchProcessor
 from chalicelib.template_runtime.settings import HandlerSettings, SettingsError
+from template_tools.deploy.configuration import load_settings, settings_problems
 from template_tools.endpoint_server import Fault
 from template_tools.lambda_trigger import FunctionConfiguration, LambdaContext
 from template_tools.stage import PROJECT_DIR, packaged_environment, patched_environ
@@ -195,6 +197,25 @@ def test_every_client_keeps_a_connection_for_each_thread_of_the_pool(handler_env
     assert configs.by_service and all(
         config.max_pool_connections >= 64 for configs in configs.by_service.values() for config in configs
     )
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "reserve_ms", "refused"),
+    [(4, None, True), (5, None, False), (4, "1000", False), (30, "29000", True)],
+    ids=["4s-default-reserve", "5s-default-reserve", "4s-1s-reserve", "30s-29s-reserve"],
+)
+def test_a_function_timeout_that_leaves_the_endpoint_too_little_is_refused_before_deploy(
+    timeout_seconds, reserve_ms, refused
+):
+    """The endpoint gets the function timeout less DEADLINE_RESERVE_MS; under 2 s of it, every
+    record would be retried on its deadline, and `make deploy` says so before the stack exists."""
+    settings = load_settings("dev")
+    environment = settings.environment | ({"DEADLINE_RESERVE_MS": reserve_ms} if reserve_ms else {})
+    problems = settings_problems(replace(settings, lambda_timeout=timeout_seconds, environment=environment))
+    complaints = [problem for problem in problems if "DEADLINE_RESERVE_MS" in problem]
+    assert bool(complaints) == refused, problems
+    if refused:
+        assert f"lambda_timeout {timeout_seconds} s" in complaints[0]
 
 
 def test_a_reserve_too_short_to_publish_in_is_refused_with_its_name(handler_environment):
