@@ -50,7 +50,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBUTE
+from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBUTE, EMPTY_BODY
 from chalicelib.template_runtime.redelivery import (
     DEAD_LETTER_EVENT_ID,
     DEAD_LETTER_EVENT_TIME,
@@ -292,12 +292,16 @@ def dead_letter_origin(message: Mapping[str, Any], attributes: Mapping[str, str]
 
 
 def original_body(body: str, attributes: Mapping[str, str]) -> str:
-    """A dead letter's body as the record arrived: the handler sends one SQS cannot carry base64-encoded.
+    """A dead letter's body as the record arrived: the handler sends one SQS cannot carry base64-encoded,
+    and an empty one as a placeholder text.
 
     The bytes are decoded with surrogateescape, so bytes that are not UTF-8 (a Kinesis record's)
     come back byte for byte when the sender encodes them the same way.
     """
-    if attributes.get(BODY_ENCODING_ATTRIBUTE) != BASE64_BODY:
+    encoding = attributes.get(BODY_ENCODING_ATTRIBUTE)
+    if encoding == EMPTY_BODY:
+        return ""
+    if encoding != BASE64_BODY:
         return body
     try:
         return base64.b64decode(body, validate=True).decode("utf-8", "surrogateescape")

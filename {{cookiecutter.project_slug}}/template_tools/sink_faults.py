@@ -215,11 +215,14 @@ def enforce_sqs_characters(events: Any) -> AbstractContextManager[None]:
 
     SQS refuses a body or String attribute value holding a character outside #x9 | #xA | #xD |
     #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF (aws_limits.SQS_REFUSED_CHARACTER): the entry
-    fails with InvalidMessageContents, the sender's fault.
+    fails with InvalidMessageContents, the sender's fault. It refuses an empty body too ("The
+    minimum size is one character"), the sender's fault as well.
     """
     refusal = Refusal("InvalidMessageContents", sender_fault=True)
 
     def refuses(entry: dict) -> Refusal | None:
+        if not entry["MessageBody"]:
+            return Refusal("InvalidParameterValue", sender_fault=True)
         texts = [entry["MessageBody"]]
         texts += [value.get("StringValue", "") for value in entry.get("MessageAttributes", {}).values()]
         return refusal if any(SQS_REFUSED_CHARACTER.search(text) for text in texts) else None

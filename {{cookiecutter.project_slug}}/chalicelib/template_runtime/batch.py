@@ -56,6 +56,11 @@ _MAX_REASON_CHARS = 1000
 # message attribute; `make redrive` and `make replay` decode it before sending the record again.
 BODY_ENCODING_ATTRIBUTE = "body_encoding"
 BASE64_BODY = "base64"
+# SQS takes no empty message body ("The minimum size is one character", SendMessage in the SQS
+# API reference), and a Kinesis record's data may be empty: its dead letter carries this text
+# instead, with body_encoding "empty".
+EMPTY_BODY = "empty"
+EMPTY_BODY_TEXT = "(the record was empty)"
 # The error code of a record whose bytes are not UTF-8: the source kept them base64-encoded.
 _KEPT_BASE64 = "InvalidEncoding"
 # The error code of a record whose prediction the destination refused for good.
@@ -114,6 +119,8 @@ def dead_letter(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> 
 
 def _carried_body(item: FeatureEvent | RejectedRecord, failure: RecordFailure) -> tuple[str, str]:
     """The record's body as the dead-letter queue can carry it, and its encoding ("" when sent as it is)."""
+    if not item.body:
+        return EMPTY_BODY_TEXT, EMPTY_BODY
     if failure.code == _KEPT_BASE64:
         return item.body, BASE64_BODY
     if not SQS_REFUSED_CHARACTER.search(item.body):

@@ -22,7 +22,16 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib.template_runtime import source
-from chalicelib.template_runtime.batch import BASE64_BODY, BODY_ENCODING_ATTRIBUTE, PREDICTION_REFUSED, dead_letter
+from chalicelib.template_runtime.batch import (
+    BASE64_BODY,
+    BODY_ENCODING_ATTRIBUTE,
+{%- if cookiecutter.input_source == "kinesis" %}
+    EMPTY_BODY,
+    EMPTY_BODY_TEXT,
+{%- endif %}
+    PREDICTION_REFUSED,
+    dead_letter,
+)
 from chalicelib.template_runtime.failures import RecordFailure, batch_entry_failure, classify_sink_error
 from chalicelib.template_runtime.feature_events import RejectedRecord
 from chalicelib.template_runtime.publishing import OutgoingMessage, QueuePublisher
@@ -163,6 +172,31 @@ def test_a_body_sqs_cannot_carry_is_dead_lettered_base64_and_redrive_restores_it
     )
     assert report.moved == 1
     assert bodies_the_handler_reads(environment) == [BODY_SQS_REFUSES]
+
+
+{%- if cookiecutter.input_source == "kinesis" %}
+
+
+def test_an_empty_record_is_dead_lettered_as_a_placeholder_and_redrive_puts_it_back_empty(pipeline, chalice_app, stage):
+    """A stream record's data may be empty, an SQS message body may not: its dead letter was
+    refused every time, and the record retried until the trigger gave up on it."""
+    with enforce_sqs_characters(handler_session_events()):
+        response, _ = invoke(chalice_app, [echo_body(0), ""])
+    assert response == {"batchItemFailures": []}
+    (dead,) = pipeline.dead_letters()
+    attributes = attributes_of(dead)
+    assert (attributes[BODY_ENCODING_ATTRIBUTE], attributes["error_code"]) == (EMPTY_BODY, "InvalidJson")
+    assert dead["Body"] == EMPTY_BODY_TEXT
+
+    environment = stage.environment_variables
+    create_source(environment, Redelivery(max_receive_count=1, visibility_timeout_seconds=0))
+    _put_back_in_dead_letter_queue(environment, dead)
+    report = redrive.redrive(
+        redrive.DeadLetterQueue(environment, wait_seconds=0), FeaturesProducer(environment), Progress("r", None, None)
+    )
+    assert report.moved == 1
+    assert bodies_the_handler_reads(environment) == [""]
+{%- endif %}
 
 
 def test_an_exported_base64_dead_letter_is_replayed_as_its_exact_text(pipeline, chalice_app, stage, tmp_path):
