@@ -53,11 +53,11 @@ from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
 # The visibility timeout covers the trigger's batching window plus the function timeout, so a
 # record never comes back while its first invocation still runs, even on a loaded machine (a
 # shorter one made a record now and then published twice in CI). Scaled: see timing.py; the
-# invocation keeps 1 s for the endpoint and PUBLISHING_RESERVE_MS to publish in.
+# invocation keeps 2 s for the endpoint and PUBLISHING_RESERVE_MS to publish in.
 FAST = FaultTimings(
-    visibility_timeout_seconds=5,
+    visibility_timeout_seconds=7,
     max_receive_count=2,
-    function_timeout_seconds=4,
+    function_timeout_seconds=6,
     deadline_reserve_ms=PUBLISHING_RESERVE_MS,
 ).scaled(TIME_SCALE)
 # A killed invocation runs in a fresh child process. Its import is the Init phase, which the

@@ -446,9 +446,9 @@ def test_a_groups_backlog_does_not_follow_a_record_that_fails_every_delivery_int
     three to the dead-letter queue, as sent, with no reason.
     """
     timings = FaultTimings(
-        visibility_timeout_seconds=5,
+        visibility_timeout_seconds=7,
         max_receive_count=2,
-        function_timeout_seconds=4,
+        function_timeout_seconds=6,
         deadline_reserve_ms=PUBLISHING_RESERVE_MS,
     ).scaled(TIME_SCALE)
     # One user's three events: the producer sends them in one message group, in order.

@@ -25,9 +25,9 @@ ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_N
 # with room to spare, so no record comes back while its invocation still runs, even on a loaded
 # machine: that would put two deliveries of one group in flight at once. Scaled: see timing.py.
 TIMINGS = FaultTimings(
-    visibility_timeout_seconds=7,
+    visibility_timeout_seconds=8,
     max_receive_count=3,
-    function_timeout_seconds=5,
+    function_timeout_seconds=6,
     deadline_reserve_ms=PUBLISHING_RESERVE_MS,
 ).scaled(TIME_SCALE)
 # What producers key an event by, as the features producer does: the stage's PARTITION_KEY_FIELD
