@@ -573,12 +573,17 @@ def run_local_pipeline(
     trigger's batch size is larger, so that batches can still fill. EndpointStartError when the
     local endpoint cannot serve the model.
 
+    A queue source's handler is told the queue's `max_receive_count` (MAX_RECEIVE_COUNT), as the
+    stack tells the deployed function, so a record that fails on its last delivery is dead-lettered
+    with its reason (see handler_redelivery_environment).
+
     For fault injection: `events` replaces the sample events; `max_receive_count` None runs the
-    features queue without a redrive policy; `function_timeout_seconds` overrides the stage's
-    Lambda timeout; `hooks` reach the endpoint, the handler and the sending; `settle` keeps the
-    run going until the features queue is empty, so redeliveries still pending are processed and
-    their duplicates counted; `stuck_after_seconds` stops counting messages that old against the
-    in-flight limit, so a handler that strands records cannot stop the sending;
+    features queue without a redrive policy (and the handler without MAX_RECEIVE_COUNT);
+    `function_timeout_seconds` overrides the stage's Lambda timeout; `hooks` reach the endpoint,
+    the handler and the sending; `settle` keeps the run going until the features queue is empty,
+    so redeliveries still pending are processed and their duplicates counted;
+    `stuck_after_seconds` stops counting messages that old against the in-flight limit, so a
+    handler that strands records cannot stop the sending;
     `settle_limit_seconds` ends the run that long after the last event was sent, whatever is left;
     `maximum_concurrency` overrides the trigger's (one poller makes batches deterministic);
     `trigger_limits` bounds the trigger's batch size, window and concurrency (see
@@ -615,7 +620,10 @@ def run_local_pipeline(
         # A table keeps each key's newest prediction only (an older event's write is refused): its
         # reader says which; other destinations keep every prediction and have no such check.
         ledger = Ledger(hooks.prediction_event_id, predictions.newer_prediction_stored)
-        with cold_started_handler(project_dir) as app:
+        with (
+            patched_environ(handler_redelivery_environment(features.arn, redelivery)),
+            cold_started_handler(project_dir) as app,
+        ):
             mapping = declared_event_source(app)
             batch_size = trigger_limits.bound(mapping.batch_size, trigger_limits.batch_size)
             limit = max_in_flight or max(MAX_IN_FLIGHT, 2 * batch_size)
@@ -707,6 +715,20 @@ def handler_model_environment(environment: dict[str, str], model_dir: Path, endp
     if "MODEL_INPUT_SCHEMA" not in environment:
         variables["MODEL_INPUT_SCHEMA"] = str(model_input_schema_path(model_dir).resolve())
     return variables
+
+
+def handler_redelivery_environment(source_arn: str, redelivery: Redelivery) -> dict[str, str | None]:
+    """What the handler is told of the local source's redelivery, as the stack tells the deployed function
+    (deploy/source.py function_environment).
+
+    A queue's handler gets its maxReceiveCount (MAX_RECEIVE_COUNT), so that on a record's last
+    delivery it dead-letters the record with its reason, as deployed, rather than leave it to the
+    redrive policy, which moves it without one; a queue without a redrive policy removes the
+    variable. A stream counts no deliveries, so a Kinesis handler is told nothing, as deployed.
+    """
+    if source_arn.split(":")[2] != "sqs":
+        return {}
+    return redelivery.handler_environment()
 
 
 def declared_event_source(app: Any) -> BaseEventSourceConfig:

@@ -6,10 +6,13 @@
 Runs the local pipeline (emulator, local endpoint, Lambda-like trigger) with the faults of a
 seeded FaultPlan (see fault_plan.py) and then accounts for every event: each one must be in the
 predictions (once or more: duplicates are counted) or in the dead-letter queue with a reason,
-either the handler's error code or the source's own giving up (a queue's redrive after
-maxReceiveCount deliveries, a stream's on-failure destination after MaximumRetryAttempts
-retries), or, with a table destination, superseded (the table already held a newer prediction of
-its key).
+either the handler's error code or the source's own giving up, or, with a table destination,
+superseded (the table already held a newer prediction of its key). A queue gives up after
+maxReceiveCount deliveries: the handler, told it as the stack tells the deployed function,
+dead-letters a record that fails on its last delivery with its code and "(delivery N of N)"
+(counted as "<code> (last delivery)"), and the queue's redrive moves one whose last invocation
+could not answer (killed, timed out), without a reason; a stream's on-failure destination gets
+a batch after MaximumRetryAttempts retries.
 Exits 1 when an event is lost or its outcome contradicts its fault (a malformed record
 predicted, a healthy one dead-lettered by the handler, a prediction the destination refuses for
 good dead-lettered with another reason than the handler's PredictionRefused).
@@ -44,6 +47,7 @@ model/samples.jsonl) and a model that answers each input differently, it is exac
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections import Counter
@@ -72,6 +76,11 @@ MAX_IN_FLIGHT = 150
 # How long the naive run goes on after its last event is sent: records stuck behind a poisonous
 # one keep coming back (until retention, 4 days by default); a minute shows the pattern.
 NAIVE_SETTLE_SECONDS = 60
+# The handler's note on a record it dead-lettered on its last delivery (batch.last_delivery):
+# "<code>: <reason> (delivery 2 of 2)". The source gave up on it, as a redrive would have.
+_LAST_DELIVERY_NOTE = re.compile(r"\(delivery (\d+) of \1\)$")
+# How the ledger counts such a dead letter: its code, and that the source had given up.
+LAST_DELIVERY_SUFFIX = " (last delivery)"
 
 
 @dataclass
@@ -80,7 +89,9 @@ class EventOutcome:
 
     fault: str
     predictions: int
-    # The reason of each dead-letter arrival: the handler's error_code, or TRIGGER_DEAD_LETTER_REASON.
+    # The reason of each dead-letter arrival: the handler's error_code, that code with
+    # LAST_DELIVERY_SUFFIX when the handler gave up on the record's last delivery, or
+    # TRIGGER_DEAD_LETTER_REASON when the source moved it itself.
     dead_letters: list[str]
     # Not stored because the destination already held a newer prediction of its key.
     superseded: bool = False
@@ -100,15 +111,16 @@ class EventOutcome:
     def contradiction(self) -> str | None:
         """Why this outcome cannot be right for this fault, or None.
 
-        A record predicted and later moved by the redrive is not one: an invocation that
+        A record predicted and later given up on by its source is not one: an invocation that
         published and was then killed or timed out leaves it in the queue, and at-least-once
-        delivery may then redrive it. The handler itself calling a predicted record a permanent
-        failure is one.
+        delivery may then bring it back until its last delivery, where the handler dead-letters it
+        with a passing failure's reason (an outage) or the redrive moves it. Nor is a record of any
+        fault given up on so. The handler itself calling a predicted record a permanent failure is one.
         """
         expected = PERMANENT_FAULT_CODES.get(self.fault)
         if expected is not None and self.predictions:
             return f"{self.fault} record predicted"
-        handler_codes = {reason for reason in self.dead_letters if reason != TRIGGER_DEAD_LETTER_REASON}
+        handler_codes = {reason for reason in self.dead_letters if not source_gave_up(reason)}
         if handler_codes and self.predictions:
             return f"both predicted and dead-lettered as {', '.join(sorted(handler_codes))}"
         if handler_codes and not handler_codes <= (expected or frozenset()):
@@ -141,10 +153,11 @@ class SoakLedger:
         outcomes = {}
         for event in plan.events:
             message_id = ledger.message_ids.get(event.event_id, "")
+            arrivals = ledger.dead_letter_arrivals.get(message_id, [])
             outcomes[event.event_id] = EventOutcome(
                 fault=event.fault or "none",
                 predictions=ledger.prediction_arrivals.get(message_id, 0),
-                dead_letters=[_reason(message) for message in ledger.dead_letter_arrivals.get(message_id, [])],
+                dead_letters=[dead_letter_reason(message) for message in arrivals],
                 superseded=message_id in ledger.superseded,
             )
         contradictions = {
@@ -296,9 +309,22 @@ def _fault_was_met(event_id: str, outcome: EventOutcome, injection: FaultInjecti
     return handler == "app" or outcome.fault != "sink_invalid" or event_id in injection.rejected_event_ids
 
 
-def _reason(message: dict[str, Any]) -> str:
-    code = message.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
-    return code or TRIGGER_DEAD_LETTER_REASON
+def source_gave_up(reason: str) -> bool:
+    """Whether a dead letter's reason (as EventOutcome counts it) says the source stopped delivering
+    the record, rather than the handler finding it could never be predicted."""
+    return reason == TRIGGER_DEAD_LETTER_REASON or reason.endswith(LAST_DELIVERY_SUFFIX)
+
+
+def dead_letter_reason(message: dict[str, Any]) -> str:
+    """How the ledger counts a dead letter: the handler's code, marked when given on the last delivery, or
+    TRIGGER_DEAD_LETTER_REASON for a record the source moved itself (no handler attributes)."""
+    attributes = message.get("MessageAttributes", {})
+    code = attributes.get("error_code", {}).get("StringValue")
+    if not code:
+        return TRIGGER_DEAD_LETTER_REASON
+    if _LAST_DELIVERY_NOTE.search(attributes.get("error_reason", {}).get("StringValue", "")):
+        return code + LAST_DELIVERY_SUFFIX
+    return code
 
 
 def run_soak(

@@ -43,7 +43,7 @@ from template_tools.local_pipeline import (
     model_input_schema_path,
     run_local_pipeline,
 )
-from template_tools.soak import EventOutcome, run_soak
+from template_tools.soak import LAST_DELIVERY_SUFFIX, EventOutcome, dead_letter_reason, run_soak
 from template_tools.source import TRIGGER_DEAD_LETTER_REASON, record_body, record_message_id
 from template_tools.stage import patched_environ
 
@@ -72,6 +72,10 @@ KILLABLE = FaultTimings(
     function_timeout_seconds=9,
     deadline_reserve_ms=PUBLISHING_RESERVE_MS,
 )
+{%- if cookiecutter.input_source != "kinesis" %}
+# What an endpoint outage answers every request with (fault_plan.py: a 503), as the handler reports it.
+OUTAGE_ERROR_CODE = "ServiceUnavailable"
+{%- endif %}
 # A throttled call is retried after a random wait of up to 0.5 s, then up to 1 s, in real time:
 # the endpoint's share of the invocation (3 s) must outlast that, so these are not scaled.
 PATIENT = FaultTimings(
@@ -138,11 +142,11 @@ def message_id_of(summary, event) -> str:
 
 
 @pytest.mark.slow
-def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_id_and_body_intact{% endif %}(
+def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if cookiecutter.input_source != "kinesis" %}_with_their_reason_and_body_intact{% endif %}(
     model_dir,
     samples_file,
 ):
-    """An outage longer than {% if cookiecutter.input_source == "kinesis" %}the trigger's retries must end in the DLQ (on-failure destination){% else %}maxReceiveCount deliveries must end in the DLQ via redrive{% endif %}, never in a void."""
+    """An outage longer than {% if cookiecutter.input_source == "kinesis" %}the trigger's retries must end in the DLQ (on-failure destination){% else %}maxReceiveCount deliveries must end in the DLQ with its reason{% endif %}, never in a void."""
     plan = FaultPlan.healthy(20, FAST, samples_path=samples_file)
     plan = replace(plan, outages=[Outage(after_sent=0, seconds=120)])
 
@@ -158,10 +162,22 @@ def test_records_an_endpoint_outage_outlasts_reach_the_dead_letter_queue{% if co
     assert sum(batch_sizes) == 20
 {%- else %}
     bodies = {message_id_of(summary, event): event.body() for event in plan.events}
+    last = f"(delivery {FAST.max_receive_count} of {FAST.max_receive_count})"
+    dead_lettered = set()
     for message in summary.dead_letters:
-        # Moved by the queue's redrive: the original message, same id, same bytes, no handler reason.
-        assert message["Body"] == bodies[message["MessageId"]]
-        assert "error_code" not in message.get("MessageAttributes", {})
+        # Local mode tells the handler the queue's maxReceiveCount, as the stack does: on the last
+        # delivery it dead-letters each record itself, the original body with the endpoint's
+        # failure (the outage's 503) as its reason, rather than leave it to the redrive, which
+        # would move it without one.
+        attributes = {name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()}
+        assert attributes.get("error_code") == OUTAGE_ERROR_CODE, "moved by the redrive, without a reason"
+        source_message_id = attributes["source_message_id"]
+        assert message["Body"] == bodies[source_message_id]
+        assert attributes["error_reason"].startswith(f"{OUTAGE_ERROR_CODE}: ")
+        assert attributes["error_reason"].endswith(last)
+        assert attributes["attempt_count"] == str(FAST.max_receive_count)
+        dead_lettered.add(source_message_id)
+    assert dead_lettered == set(bodies)
 {%- endif %}
     assert all(counts == [1, 2] for counts in deliveries.receive_counts.values())
 
@@ -431,12 +447,36 @@ def test_a_small_soak_loses_nothing_and_its_ledger_adds_up(model_dir, samples_fi
         (EventOutcome("sink_invalid", predictions=0, dead_letters=["ModelError"]), "dead-lettered as ModelError"),
         (EventOutcome("stalled", predictions=0, dead_letters=["EndpointTimeout"]), "dead-lettered as EndpointTimeout"),
         (EventOutcome("stalled", predictions=1, dead_letters=[TRIGGER_DEAD_LETTER_REASON]), None),
+        # The handler gave up on the record's last delivery, as the redrive would have: the source's doing.
+        (EventOutcome("none", predictions=0, dead_letters=["ServiceUnavailable" + LAST_DELIVERY_SUFFIX]), None),
+        (EventOutcome("stalled", predictions=1, dead_letters=["EndpointTimeout" + LAST_DELIVERY_SUFFIX]), None),
+        (EventOutcome("none", predictions=0, dead_letters=["ServiceUnavailable"]), "as ServiceUnavailable"),
     ],
 )
 def test_an_outcome_that_contradicts_its_fault_is_reported_as_misreported(outcome, contradiction):
     """The soak fails on a wrong outcome, not only on a missing one."""
     found = outcome.contradiction()
     assert (found is None) if contradiction is None else (contradiction in found)
+
+
+def _dead_letter(**attributes: str) -> dict:
+    return {"MessageAttributes": {name: {"StringValue": value} for name, value in attributes.items()}}
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (_dead_letter(error_code="InvalidJson", error_reason="not JSON"), "InvalidJson"),
+        (
+            _dead_letter(error_code="ServiceUnavailable", error_reason="ServiceUnavailable: down (delivery 2 of 2)"),
+            "ServiceUnavailable" + LAST_DELIVERY_SUFFIX,
+        ),
+        ({"Body": "moved by the redrive policy, as sent"}, TRIGGER_DEAD_LETTER_REASON),
+    ],
+)
+def test_the_ledger_tells_a_last_delivery_dead_letter_from_a_handlers_verdict(message, reason):
+    """A record the handler dead-letters on its last delivery was given up on, not found unpredictable."""
+    assert dead_letter_reason(message) == reason
 
 
 def test_the_same_seed_plans_the_same_faults_and_bodies_are_what_the_fault_says(samples_file):

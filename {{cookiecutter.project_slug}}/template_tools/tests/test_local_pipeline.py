@@ -7,6 +7,7 @@ echo samples, so these tests hold whatever model/ holds.
 
 import io
 import json
+import os
 import shutil
 {%- if cookiecutter.output_destination == "dynamodb" %}
 from collections import Counter
@@ -15,14 +16,18 @@ from collections import Counter
 import fastjsonschema
 import pytest
 
+from chalicelib.template_runtime.settings import MAX_RECEIVE_COUNT
+from template_tools.emulator import Redelivery
 from template_tools.features_producer import PARTITION_KEY_FIELD, producer_key_field
 from template_tools.local_pipeline import (
     EXERCISE_TRIGGER_LIMITS,
     EndpointStartError,
+    PipelineHooks,
     PipelineProgress,
     PipelineSummary,
     SampleEvent,
     event_key,
+    handler_redelivery_environment,
     model_input_schema_path,
     run_local_pipeline,
     sample_events,
@@ -92,6 +97,57 @@ def test_every_event_is_predicted_or_dead_lettered_and_none_is_lost(model_dir, s
         assert envelope["prediction"] == expected_output(by_event_id[envelope["event_id"]].features)
     # A dead letter carries the body exactly as it was sent.
     assert {event.body() for event in not_json} <= {message["Body"] for message in summary.dead_letters}
+
+
+# What the deployed function is told of its source's redelivery (deploy/source.py function_environment).
+{%- if cookiecutter.input_source == "kinesis" %}
+# A stream counts no deliveries: the function gets no MAX_RECEIVE_COUNT, whatever the retries.
+EXPECTED_RECEIVE_COUNT = {4: None, None: None}
+{%- else %}
+# A queue's maxReceiveCount; without a redrive policy, none.
+EXPECTED_RECEIVE_COUNT = {4: "4", None: None}
+{%- endif %}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_receive_count", [4, None])
+def test_the_handler_runs_with_the_receive_count_the_deployed_function_would_get(
+    model_dir, samples_file, max_receive_count
+):
+    """Local mode tells the handler what the stack tells the function, so a record's last delivery ends as deployed."""
+    seen: list[str | None] = []
+
+    def record_environment(handler):
+        def invoke(event, context):
+            seen.append(os.environ.get(MAX_RECEIVE_COUNT))
+            return handler(event, context)
+
+        return invoke
+
+    summary = run_local_pipeline(
+        3,
+        SEED,
+        0.0,
+        model_dir=model_dir,
+        samples_path=samples_file,
+        progress=None,
+        max_receive_count=max_receive_count,
+        hooks=PipelineHooks(wrap_handler=record_environment),
+        trigger_limits=EXERCISE_TRIGGER_LIMITS,
+    )
+
+    assert summary.lost == 0
+    assert seen and set(seen) == {EXPECTED_RECEIVE_COUNT[max_receive_count]}
+
+
+def test_only_a_queue_source_tells_the_handler_its_receive_count():
+    """The receive count follows the source's ARN, as the fix-up after `chalice deploy` reads it from the mapping."""
+    queue = "arn:aws:sqs:eu-west-1:123456789012:features"
+    stream = "arn:aws:kinesis:eu-west-1:123456789012:stream/features"
+    assert handler_redelivery_environment(queue, Redelivery(max_receive_count=3)) == {MAX_RECEIVE_COUNT: "3"}
+    # No redrive policy: a variable left by the developer's shell or an earlier run goes.
+    assert handler_redelivery_environment(queue, Redelivery(max_receive_count=None)) == {MAX_RECEIVE_COUNT: None}
+    assert handler_redelivery_environment(stream, Redelivery(max_receive_count=3)) == {}
 
 
 def test_a_model_the_endpoint_cannot_load_stops_the_run_with_the_models_own_error(model_dir, samples_file, tmp_path):

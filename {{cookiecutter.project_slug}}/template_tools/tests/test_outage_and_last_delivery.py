@@ -439,7 +439,8 @@ def test_before_the_last_delivery_held_back_records_wait_and_are_never_dead_lett
 def test_a_groups_backlog_does_not_follow_a_record_that_fails_every_delivery_into_the_dead_letter_queue(
     model_dir, stage
 ):
-    """End to end with redrive after 2 receives: only the failing event is dead-lettered, with its reason.
+    """End to end with redrive after 2 receives, as `make local` runs it: only the failing event is
+    dead-lettered, with its reason.
 
     The destination refuses the first event's prediction every time. Before, every delivery
     returned it and the two held back behind it, and after the second one SQS's redrive moved all
@@ -454,7 +455,8 @@ def test_a_groups_backlog_does_not_follow_a_record_that_fails_every_delivery_int
     # One user's three events: the producer sends them in one message group, in order.
     same_user = {producer_key_field(stage.environment_variables): "user-a"}
     events = [SampleEvent(f"event-{n}", echo_input(n) | same_user) for n in range(3)]
-    environment = timings.handler_environment() | {"MAX_RECEIVE_COUNT": str(timings.max_receive_count)}
+    # Local mode tells the handler the queue's maxReceiveCount itself, as the stack does.
+    environment = timings.handler_environment()
     # Hooks on the default session reach the clients the handler creates later.
     boto3.setup_default_session()
     # The first event's prediction, never its dead letter (the original body has no "prediction").
