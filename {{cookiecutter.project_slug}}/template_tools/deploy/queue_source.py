@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 def function_environment(settings: DeploySettings) -> dict[str, str]:
     """What the merge template adds to the function's environment for this source: the queue's
     maxReceiveCount, so that on a record's last delivery the handler dead-letters it with its
-    reason rather than leave it to the redrive policy, which moves it without one."""
+    reason rather than leave it to the redrive policy, which moves it without one. After a plain
+    `chalice deploy`, deploy/event_source_mapping.py sets the same variable from the queue's own
+    RedrivePolicy, and local mode from its local queue's."""
     return {MAX_RECEIVE_COUNT: str(settings.queues.max_receive_count)}
 
 

@@ -22,7 +22,7 @@ from chalice.local import LambdaContext
 from chalice.test import Client
 
 from chalicelib.template_runtime.batch import WholeBatchRetry
-from chalicelib.template_runtime.settings import TRIGGER_REPORTS_BATCH_ITEM_FAILURES
+from chalicelib.template_runtime.settings import MAX_RECEIVE_COUNT, TRIGGER_REPORTS_BATCH_ITEM_FAILURES
 from template_tools.deploy import source
 from template_tools.deploy.configuration import PROJECT_DIR, load_settings, load_stage
 from template_tools.deploy.event_source_mapping import (
@@ -144,6 +144,108 @@ def test_before_the_fix_up_a_partial_failure_fails_the_whole_batch_and_after_it_
     response, event = invoke_as_deployed(chalice_app, lambda_client, settings, stage, bodies)
     retried = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
     assert retried == {failure_id(event["Records"][1])}
+
+
+def deployed_and_fixed_up(project_copy: Path, settings) -> tuple[object, list[dict]]:
+    """`chalice deploy` of the copy onto the source made from deploy/source.py, then the fix-up; the
+    Lambda client and the mappings."""
+    create_source(settings)
+    (project_copy / ".chalice" / "policy-dev.json").write_text(
+        json.dumps(function_policy(settings, AccountArns("aws", settings.region, MOTO_ACCOUNT)))
+    )
+    deploy(project_copy, settings)
+    lambda_client = boto3.client("lambda", region_name=settings.region)
+    mappings = deployed_event_sources(project_copy, "dev")
+    assert fix_and_verify(lambda_client, mappings, settings, fix=True, say=lambda line: None) == 0
+    return lambda_client, mappings
+
+
+def function_variables(lambda_client, settings) -> dict[str, str]:
+    configuration = lambda_client.get_function_configuration(FunctionName=settings.function_name)
+    return configuration["Environment"]["Variables"]
+
+
+# Slow tier: a real `chalice deploy` into moto takes seconds.
+@pytest.mark.slow
+def test_the_fix_up_tells_the_function_what_the_stack_would_of_its_sources_redelivery(moto_server, project_copy):
+    """{% if cookiecutter.input_source == "kinesis" %}A stream counts no deliveries: the function gets no MAX_RECEIVE_COUNT, as from the stack.{% else %}The function's MAX_RECEIVE_COUNT is the source queue's own RedrivePolicy maxReceiveCount.{% endif %}"""
+    settings = load_settings("dev")
+
+    lambda_client, _ = deployed_and_fixed_up(project_copy, settings)
+
+    variables = function_variables(lambda_client, settings)
+    assert variables[TRIGGER_REPORTS_BATCH_ITEM_FAILURES] == "true"
+{%- if cookiecutter.input_source == "kinesis" %}
+    assert MAX_RECEIVE_COUNT not in variables
+{%- else %}
+    # The queue made from deploy/source.py redrives after queues.max_receive_count receives.
+    assert variables[MAX_RECEIVE_COUNT] == str(queue_max_receive_count(settings))
+    assert queue_max_receive_count(settings) == settings.queues.max_receive_count
+{%- endif %}
+{%- if cookiecutter.input_source != "kinesis" %}
+
+
+def features_queue_url(settings) -> str:
+    return boto3.client("sqs").get_queue_url(QueueName=settings.names.features)["QueueUrl"]
+
+
+def queue_max_receive_count(settings) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=features_queue_url(settings), AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
+    return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
+
+
+def set_redrive_policy(settings, max_receive_count: int | None) -> None:
+    """Change the features queue's redrive policy after the deploy (None: remove it), as a team might."""
+    sqs = boto3.client("sqs")
+    policy = ""
+    if max_receive_count is not None:
+        dead_letters = sqs.get_queue_url(QueueName=settings.names.dead_letters)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count})
+    sqs.set_queue_attributes(QueueUrl=features_queue_url(settings), Attributes={"RedrivePolicy": policy})
+
+
+# Slow tier: a real `chalice deploy` into moto takes seconds.
+@pytest.mark.slow
+def test_the_check_flags_a_receive_count_that_is_not_the_queues_and_the_fix_up_follows_the_queue(
+    moto_server, project_copy
+):
+    """The queue decides when a record has had its last delivery: a function told another count is reported."""
+    settings = load_settings("dev")
+    lambda_client, mappings = deployed_and_fixed_up(project_copy, settings)
+    changed = settings.queues.max_receive_count + 2
+    set_redrive_policy(settings, changed)
+
+    lines: list[str] = []
+    assert fix_and_verify(lambda_client, mappings, settings, fix=False, say=lines.append) == 1
+    (missing,) = [line for line in lines if line.startswith("MISSING:")]
+    assert f"{MAX_RECEIVE_COUNT}={settings.queues.max_receive_count}" in missing and f"after {changed}" in missing
+
+    assert fix_and_verify(lambda_client, mappings, settings, fix=True, say=lines.append) == 0
+    assert function_variables(lambda_client, settings)[MAX_RECEIVE_COUNT] == str(changed)
+    assert fix_and_verify(lambda_client, mappings, settings, fix=False, say=lines.append) == 0
+
+
+# Slow tier: a real `chalice deploy` into moto takes seconds.
+@pytest.mark.slow
+def test_a_queue_without_a_redrive_policy_leaves_the_receive_count_unset_and_the_fix_up_says_why(
+    moto_server, project_copy
+):
+    """No redrive policy: no delivery is the last, so the handler must not act as if one were; the output says so."""
+    settings = load_settings("dev")
+    lambda_client, mappings = deployed_and_fixed_up(project_copy, settings)
+    set_redrive_policy(settings, None)
+
+    lines: list[str] = []
+    assert fix_and_verify(lambda_client, mappings, settings, fix=False, say=lines.append) == 1
+    assert fix_and_verify(lambda_client, mappings, settings, fix=True, say=lines.append) == 0
+
+    assert MAX_RECEIVE_COUNT not in function_variables(lambda_client, settings)
+    (warning,) = [line for line in lines[-2:] if "no redrive policy" in line]
+    assert settings.names.features in warning and "comes back forever" in warning
+{%- endif %}
 
 
 def deploy(project_copy: Path, settings) -> None:
