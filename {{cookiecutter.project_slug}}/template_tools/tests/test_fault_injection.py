@@ -48,18 +48,13 @@ from template_tools.source import TRIGGER_DEAD_LETTER_REASON, record_body, recor
 from template_tools.stage import patched_environ
 
 from .echo_inputs import ECHO_INPUT_SCHEMA, echo_input, expected_output
-from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
+from .timing import PUBLISHING_RESERVE_MS, scaled_timings
 
 # The visibility timeout covers the trigger's batching window plus the function timeout, so a
 # record never comes back while its first invocation still runs, even on a loaded machine (a
 # shorter one made a record now and then published twice in CI). Scaled: see timing.py; the
 # invocation keeps 2 s for the endpoint and PUBLISHING_RESERVE_MS to publish in.
-FAST = FaultTimings(
-    visibility_timeout_seconds=7,
-    max_receive_count=2,
-    function_timeout_seconds=6,
-    deadline_reserve_ms=PUBLISHING_RESERVE_MS,
-).scaled(TIME_SCALE)
+FAST = scaled_timings(visibility_timeout_seconds=7, max_receive_count=2, function_timeout_seconds=6)
 # A killed invocation runs in a fresh child process. Its import is the Init phase, which the
 # timeout does not count, but its first call creates every client before its first record: on a
 # machine busy with other suites that took over the 1 s a 2 s timeout leaves, and the trigger

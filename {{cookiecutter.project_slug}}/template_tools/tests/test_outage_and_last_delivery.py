@@ -53,7 +53,6 @@ from template_tools.destination import refuse_predictions
 from template_tools.endpoint_server import Fault
 {%- endif %}
 {%- if cookiecutter.input_source == "sqs-fifo" %}
-from template_tools.fault_plan import FaultTimings
 from template_tools.features_producer import producer_key_field
 from template_tools.local_pipeline import EXERCISE_TRIGGER_LIMITS, SampleEvent, run_local_pipeline
 {%- endif %}
@@ -66,7 +65,7 @@ from template_tools.stage import PROJECT_DIR, packaged_environment, patched_envi
 from .echo_inputs import {% if cookiecutter.input_source == "kinesis" %}broken_json_body, {% endif %}echo_body{% if cookiecutter.input_source == "sqs-fifo" %}, echo_input{% endif %}{% if cookiecutter.input_source != "kinesis" %}, id_marker{% endif %}
 from .lambda_events import failure_id, lambda_event{% if cookiecutter.input_source != "kinesis" %}, message_id{% endif %}
 {%- if cookiecutter.input_source == "sqs-fifo" %}
-from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
+from .timing import scaled_timings
 {%- endif %}
 
 HANDLER = "handle_feature_events"
@@ -446,12 +445,7 @@ def test_a_groups_backlog_does_not_follow_a_record_that_fails_every_delivery_int
     returned it and the two held back behind it, and after the second one SQS's redrive moved all
     three to the dead-letter queue, as sent, with no reason.
     """
-    timings = FaultTimings(
-        visibility_timeout_seconds=7,
-        max_receive_count=2,
-        function_timeout_seconds=6,
-        deadline_reserve_ms=PUBLISHING_RESERVE_MS,
-    ).scaled(TIME_SCALE)
+    timings = scaled_timings(visibility_timeout_seconds=7, max_receive_count=2, function_timeout_seconds=6)
     # One user's three events: the producer sends them in one message group, in order.
     same_user = {producer_key_field(stage.environment_variables): "user-a"}
     events = [SampleEvent(f"event-{n}", echo_input(n) | same_user) for n in range(3)]

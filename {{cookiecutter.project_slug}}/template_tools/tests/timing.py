@@ -17,6 +17,8 @@ batches of 10 records that take about 50 ms once warm: with 1 s, a CI run on a 2
 busy with three suites saw a redelivered batch's call go unanswered for the 0.7 s it had left.
 """
 
+from template_tools.fault_plan import FaultTimings
+
 TIME_SCALE = 0.5
 
 # The deadline reserve the timed tests run with, unscaled. A publishing call's timeouts are cut
@@ -26,3 +28,16 @@ TIME_SCALE = 0.5
 # predicted, and the trigger's function timeout failed a batch that had published. The handler's
 # default is 3 s (DEADLINE_RESERVE_MS).
 PUBLISHING_RESERVE_MS = 2000
+
+
+def scaled_timings(
+    visibility_timeout_seconds: float, max_receive_count: int, function_timeout_seconds: float
+) -> FaultTimings:
+    """Timings given at full length with PUBLISHING_RESERVE_MS, scaled by TIME_SCALE (FaultTimings.scaled)."""
+    timings = FaultTimings(
+        visibility_timeout_seconds=visibility_timeout_seconds,
+        max_receive_count=max_receive_count,
+        function_timeout_seconds=function_timeout_seconds,
+        deadline_reserve_ms=PUBLISHING_RESERVE_MS,
+    )
+    return timings.scaled(TIME_SCALE)

@@ -11,25 +11,20 @@ import pytest
 from moto import mock_aws
 
 from template_tools.emulator import Redelivery
-from template_tools.fault_plan import FaultInjection, FaultPlan, FaultTimings, PlannedEvent
+from template_tools.fault_plan import FaultInjection, FaultPlan, PlannedEvent
 from template_tools.features_producer import producer_key_field
 from template_tools.local_pipeline import EXERCISE_TRIGGER_LIMITS, run_local_pipeline
 from template_tools.source import EventSender, create_source, dead_lettered_message_ids, record_body
 from template_tools.stage import patched_environ
 
 from .echo_inputs import KEY_FIELD, echo_input
-from .timing import PUBLISHING_RESERVE_MS, TIME_SCALE
+from .timing import scaled_timings
 
 ENVIRONMENT = {"FEATURES_QUEUE_NAME": "features-test.fifo", "DEAD_LETTER_QUEUE_NAME": "dead-letters-test.fifo"}
 # The visibility timeout outlasts the function timeout (a FIFO trigger has no batching window)
 # with room to spare, so no record comes back while its invocation still runs, even on a loaded
 # machine: that would put two deliveries of one group in flight at once. Scaled: see timing.py.
-TIMINGS = FaultTimings(
-    visibility_timeout_seconds=8,
-    max_receive_count=3,
-    function_timeout_seconds=6,
-    deadline_reserve_ms=PUBLISHING_RESERVE_MS,
-).scaled(TIME_SCALE)
+TIMINGS = scaled_timings(visibility_timeout_seconds=8, max_receive_count=3, function_timeout_seconds=6)
 # What producers key an event by, as the features producer does: the stage's PARTITION_KEY_FIELD
 # when it sets one, the project's answer otherwise.
 GROUP_FIELD = producer_key_field({"PARTITION_KEY_FIELD": KEY_FIELD})
