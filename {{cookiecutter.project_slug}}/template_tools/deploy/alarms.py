@@ -77,33 +77,23 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
             evaluation_periods=5,
             datapoints_to_alarm=2,
         ),
-        "EndpointNotFoundAlarm": alarm(
+        "EndpointNotFoundAlarm": _any_in_a_minute(
             settings,
             "endpoint-not-found",
             f"{settings.function_name} cannot find the endpoint {settings.endpoint.name} (InvokeEndpoint: "
             "ValidationError, not found): a wrong ENDPOINT_NAME, a stack deployed before its endpoint, or an "
             "endpoint being re-created. The records are retried, not dead-lettered, until their last delivery; "
             "deploy the endpoint (make deploy-endpoint) or fix the name.",
-            namespace=metrics_namespace(settings),
-            metric=ENDPOINT_NOT_FOUND_METRIC,
-            dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
-            statistic="Sum",
-            period=MINUTE_PERIOD_SECONDS,
-            threshold=0,
+            ENDPOINT_NOT_FOUND_METRIC,
         ),
-        "DeadLetterRefusedAlarm": alarm(
+        "DeadLetterRefusedAlarm": _any_in_a_minute(
             settings,
             "dead-letter-refused",
             f"The dead-letter queue {dead_letters} refused dead letters from {settings.function_name}. "
             "Their records are retried, never dropped, but they come back until the source gives up on "
             "them, and then leave without the handler's reason. The dead_letter_refused log lines (level "
             "ERROR) carry the queue's error code: a deleted queue, a denied sqs:SendMessage, a KMS key.",
-            namespace=metrics_namespace(settings),
-            metric=DEAD_LETTER_REFUSED_METRIC,
-            dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
-            statistic="Sum",
-            period=MINUTE_PERIOD_SECONDS,
-            threshold=0,
+            DEAD_LETTER_REFUSED_METRIC,
         ),
         "EndpointLatencyAlarm": alarm(
             settings,
@@ -122,6 +112,22 @@ def alarm_resources(settings: DeploySettings) -> dict[str, Any]:
         **destination.destination_alarms(settings),
         "PipelineDashboard": _dashboard(settings),
     }
+
+
+def _any_in_a_minute(settings: DeploySettings, name: str, description: str, metric: str) -> dict[str, Any]:
+    """An alarm on one of the handler's own counts (telemetry.py), which only batches that meet the
+    condition write: any in a minute, for the stage's endpoint."""
+    return alarm(
+        settings,
+        name,
+        description,
+        namespace=metrics_namespace(settings),
+        metric=metric,
+        dimensions=[{"Name": "EndpointName", "Value": settings.endpoint.name}],
+        statistic="Sum",
+        period=MINUTE_PERIOD_SECONDS,
+        threshold=0,
+    )
 
 
 def metrics_namespace(settings: DeploySettings) -> str:
