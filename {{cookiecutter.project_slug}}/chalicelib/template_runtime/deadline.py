@@ -55,8 +55,7 @@ class Deadline:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
         self._timeout_at = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000
         self._stop_at = None if self._timeout_at is None else self._timeout_at - reserve_ms / 1000
-        # The longest one publishing call can take (publishing_budget).
-        self._publishing_call_seconds = reserve_ms / 1000 * (1 - ANSWER_SHARE)
+        self._publishing_call_seconds = publishing_call_seconds(reserve_ms)
 
     def seconds_left(self) -> float:
         """Seconds until the deadline (negative once passed); infinite without a Lambda context."""
@@ -83,6 +82,12 @@ class CallBudget:
     attempts: int
 
 
+def publishing_call_seconds(reserve_ms: int) -> float:
+    """The longest one publishing call may take, its attempts and the wait between them: the
+    reserve less the answer's share."""
+    return reserve_ms / 1000 * (1 - ANSWER_SHARE)
+
+
 def publishing_budget(reserve_ms: int) -> CallBudget:
     """Timeouts and attempts for a publishing call whose worst case fits in the deadline reserve.
 
@@ -90,7 +95,7 @@ def publishing_budget(reserve_ms: int) -> CallBudget:
     timeout; within a region these services answer in milliseconds. Raises ValueError when the
     reserve cannot hold one attempt of MIN_PUBLISH_ATTEMPT_SECONDS.
     """
-    seconds = reserve_ms / 1000 * (1 - ANSWER_SHARE)
+    seconds = publishing_call_seconds(reserve_ms)
     attempts = 2 if (seconds - RETRY_WAIT_SECONDS) / 2 >= RETRIED_PUBLISH_ATTEMPT_SECONDS else 1
     attempt = (seconds - (attempts - 1) * RETRY_WAIT_SECONDS) / attempts
     if attempt < MIN_PUBLISH_ATTEMPT_SECONDS:
